@@ -1,0 +1,10 @@
+DROP TABLE attachments;
+DROP TABLE submission_versions;
+DROP TABLE submissions;
+DROP TABLE form_assignments;
+DROP TABLE form_media;
+DROP TABLE form_versions;
+DROP TABLE forms;
+DROP TABLE app_keys;
+DROP TABLE users;
+DROP TABLE settings;

@@ -1,0 +1,46 @@
+//! The REST API under `/api/v1`: JSON in and out, bearer access tokens.
+
+mod auth;
+mod forms;
+mod submissions;
+mod users;
+
+use actix_web::web;
+
+use crate::error::AppError;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(json_config())
+            .app_data(query_config())
+            .app_data(path_config())
+            .configure(auth::routes)
+            .configure(forms::routes)
+            .configure(users::routes)
+            .configure(submissions::routes)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(AppError::not_found(
+                    "no_route",
+                    "no such API endpoint",
+                ))
+            })),
+    );
+}
+
+// Framework rejections of bodies, queries and paths answer in the API's JSON error shape.
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(1024 * 1024)
+        .error_handler(|e, _| AppError::bad_request("bad_json", e.to_string()).into())
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| AppError::bad_request("bad_query", e.to_string()).into())
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|e, _| AppError::bad_request("bad_path", e.to_string()).into())
+}

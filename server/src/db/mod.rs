@@ -1,0 +1,268 @@
+//! Database access for both backends: connections, the read pool, the single writer, migrations.
+//!
+//! Queries are written once with diesel's query builder and run on either backend through the
+//! [`on_conn!`] macro, which expands the same code for SQLite and PostgreSQL. Every write goes
+//! through the [`Writer`], which groups concurrent writes into one durable transaction.
+
+pub mod schema;
+mod writer;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::AppError;
+pub use writer::Writer;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// An owned connection to either backend.
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+/// A borrowed connection: what query functions take, so that the same function runs inside a
+/// SQLite `BEGIN IMMEDIATE` transaction, a savepoint, or on a pooled connection.
+pub enum Conn<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Pg(&'a mut PgConnection),
+}
+
+/// Runs the same diesel expression on whichever backend `$conn` (a `&mut Conn`) holds.
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite(inner) => {
+                let $c = &mut **inner;
+                $body
+            }
+            $crate::db::Conn::Pg(inner) => {
+                let $c = &mut **inner;
+                $body
+            }
+        }
+    };
+}
+
+impl DbConn {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            DbConn::Sqlite(c) => Conn::Sqlite(c),
+            DbConn::Pg(c) => Conn::Pg(c),
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// A transaction that writes; on SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
+    /// because a deferred transaction that upgrades from read to write deadlocks under
+    /// concurrent writers.
+    pub fn write_transaction<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        match self {
+            Conn::Sqlite(c) => c.immediate_transaction(|c| f(&mut Conn::Sqlite(c))),
+            Conn::Pg(c) => c.transaction(|c| f(&mut Conn::Pg(c))),
+        }
+    }
+
+    /// A plain transaction, which diesel turns into a savepoint inside an open transaction.
+    pub fn transaction<T, E>(
+        &mut self,
+        f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        match self {
+            Conn::Sqlite(c) => c.transaction(|c| f(&mut Conn::Sqlite(c))),
+            Conn::Pg(c) => c.transaction(|c| f(&mut Conn::Pg(c))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Parses a database URL into the backend and the string diesel wants.
+pub fn parse_url(url: &str) -> Result<(Backend, String), AppError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok((Backend::Postgres, url.to_string()))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok((Backend::Sqlite, path.to_string()))
+    } else if url.contains("://") {
+        Err(AppError::bad_request(
+            "bad_database_url",
+            "unsupported database URL: use sqlite://PATH or postgres://…",
+        ))
+    } else {
+        Ok((Backend::Sqlite, url.to_string()))
+    }
+}
+
+/// Opens connections for the pool and for the writer.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    backend: Backend,
+    target: String,
+}
+
+impl Manager {
+    fn open(&self) -> Result<DbConn, AppError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = SqliteConnection::establish(&self.target)
+                    .map_err(|e| AppError::internal(format!("cannot open SQLite database: {e}")))?;
+                // busy_timeout first so the other pragmas wait for a busy database too;
+                // synchronous=FULL makes every commit durable before a phone is told 201.
+                c.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+                )?;
+                Ok(DbConn::Sqlite(c))
+            }
+            Backend::Postgres => {
+                let c = PgConnection::establish(&self.target).map_err(|e| {
+                    AppError::internal(format!("cannot connect to PostgreSQL: {e}"))
+                })?;
+                Ok(DbConn::Pg(c))
+            }
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, r2d2::Error> {
+        self.open().map_err(|e| {
+            r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(
+                e.to_string().into(),
+            ))
+        })
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
+        match conn {
+            DbConn::Sqlite(c) => c.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError),
+            DbConn::Pg(c) => c.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError),
+        }
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// The database as the server uses it: a pool for reads, one writer for writes.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    writer: Writer,
+    pub backend: Backend,
+}
+
+/// Opens a single connection after creating the SQLite file's folder and running migrations.
+pub fn connect(url: &str) -> Result<(Manager, DbConn), AppError> {
+    let (backend, target) = parse_url(url)?;
+    if backend == Backend::Sqlite {
+        if let Some(dir) = std::path::Path::new(&target).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+    }
+    let manager = Manager { backend, target };
+    let mut conn = manager.open()?;
+    migrate(&mut conn)?;
+    Ok((manager, conn))
+}
+
+fn migrate(conn: &mut DbConn) -> Result<(), AppError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+        AppError::internal(format!("database migration failed: {e}"))
+    };
+    match conn {
+        DbConn::Sqlite(c) => {
+            c.batch_execute("PRAGMA journal_mode = WAL;")?;
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(failed)?;
+        }
+        DbConn::Pg(c) => {
+            // Several instances may start at once on one database: migrate one at a time.
+            c.batch_execute("SELECT pg_advisory_lock(727465)")?;
+            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            c.batch_execute("SELECT pg_advisory_unlock(727465)")?;
+            result.map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Connects, migrates, and starts the writer thread.
+    pub fn open(url: &str, pool_size: u32) -> Result<Db, AppError> {
+        let (manager, write_conn) = connect(url)?;
+        let backend = manager.backend;
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)?;
+        Ok(Db {
+            pool,
+            writer: Writer::start(write_conn),
+            backend,
+        })
+    }
+
+    /// Runs a read on a pooled connection, off the async workers.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn.conn())
+        })
+        .await?
+    }
+
+    /// Runs a write in the writer's next grouped transaction, in a savepoint of its own, and
+    /// answers once that transaction is durably committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.run(f).await
+    }
+
+    /// Whether the database answers (for readiness checks and tests).
+    pub async fn ping(&self) -> Result<(), AppError> {
+        self.read(|conn| {
+            on_conn!(conn, c => c.batch_execute("SELECT 1"))?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,136 @@
+//! The tables, written by hand with the types both backends share.
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        role -> Text,
+        password_hash -> Text,
+        digest_ha1 -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    app_keys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        key_hash -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    forms (form_id) {
+        form_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    form_versions (id) {
+        id -> BigInt,
+        form_id -> Text,
+        version -> Text,
+        title -> Text,
+        state -> Text,
+        xml -> Binary,
+        md5 -> Text,
+        created_at -> Timestamp,
+        published_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    form_media (id) {
+        id -> BigInt,
+        form_version_id -> BigInt,
+        filename -> Text,
+        content_type -> Text,
+        md5 -> Text,
+        sha256 -> Text,
+        size -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    form_assignments (user_id, form_id) {
+        user_id -> BigInt,
+        form_id -> Text,
+    }
+}
+
+diesel::table! {
+    submissions (id) {
+        id -> BigInt,
+        instance_id -> Text,
+        form_id -> Text,
+        form_version -> Text,
+        collector_id -> BigInt,
+        review_state -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    submission_versions (id) {
+        id -> BigInt,
+        submission_id -> BigInt,
+        instance_id -> Text,
+        deprecated_id -> Nullable<Text>,
+        form_version -> Text,
+        xml -> Binary,
+        xml_sha256 -> Text,
+        instance_name -> Nullable<Text>,
+        collector_id -> BigInt,
+        device_id -> Nullable<Text>,
+        received_at -> Timestamp,
+        geo_lat -> Nullable<Double>,
+        geo_lon -> Nullable<Double>,
+        geo_alt -> Nullable<Double>,
+        geo_accuracy -> Nullable<Double>,
+        fields -> Text,
+        is_current -> Bool,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> BigInt,
+        version_id -> BigInt,
+        name -> Text,
+        sha256 -> Nullable<Text>,
+        size -> Nullable<BigInt>,
+        content_type -> Nullable<Text>,
+        received_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(app_keys -> users (user_id));
+diesel::joinable!(form_versions -> forms (form_id));
+diesel::joinable!(form_media -> form_versions (form_version_id));
+diesel::joinable!(submission_versions -> submissions (submission_id));
+diesel::joinable!(attachments -> submission_versions (version_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    settings,
+    users,
+    app_keys,
+    forms,
+    form_versions,
+    form_media,
+    form_assignments,
+    submissions,
+    submission_versions,
+    attachments,
+);

@@ -1,0 +1,139 @@
+//! The single writer: one thread owns the write connection and applies the writes that arrive
+//! together in one transaction, each under its own savepoint, then commits once and answers
+//! every request. One durable commit (one fsync) thus serves many submissions, and the
+//! idempotency decisions made inside a write never race with another write of this process.
+
+use std::thread;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Conn, DbConn};
+use crate::error::AppError;
+
+/// How many writes share one transaction at most.
+const MAX_BATCH: usize = 256;
+
+trait Job: Send {
+    /// Applies the write; `Err` means its savepoint must be rolled back.
+    fn apply(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed>;
+    /// Answers the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+/// Marker that a job failed; the job keeps its own error to answer with.
+struct JobFailed;
+
+impl From<diesel::result::Error> for JobFailed {
+    fn from(_: diesel::result::Error) -> Self {
+        JobFailed
+    }
+}
+
+struct Pending<T, F> {
+    f: F,
+    outcome: Option<Result<T, AppError>>,
+    reply: oneshot::Sender<Result<T, AppError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send,
+{
+    fn apply(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed> {
+        let mut result = conn.transaction(|c| (self.f)(c));
+        // Another server instance on the same database may have written the same key between
+        // our read and our insert; running the write again sees its row and decides correctly.
+        if result
+            .as_ref()
+            .err()
+            .is_some_and(AppError::is_unique_violation)
+        {
+            result = conn.transaction(|c| (self.f)(c));
+        }
+        let failed = result.is_err();
+        self.outcome = Some(result);
+        if failed {
+            Err(JobFailed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let answer = match (committed, self.outcome) {
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(v))) => Ok(v),
+            (Err(e), _) => Err(AppError::internal(format!("transaction failed: {e}"))),
+            (Ok(()), None) => Err(AppError::internal("write was not applied")),
+        };
+        // The caller may have gone away (client disconnected); the write stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// A handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    pub fn start(conn: DbConn) -> Writer {
+        let (queue, rx) = mpsc::channel::<Box<dyn Job>>(4 * MAX_BATCH);
+        thread::Builder::new()
+            .name("fieldtally-writer".into())
+            .spawn(move || run(conn, rx))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the writer thread"));
+        Writer { queue }
+    }
+
+    pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending {
+            f,
+            outcome: None,
+            reply,
+        });
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| AppError::internal("the writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| AppError::internal("the writer dropped the request"))?
+    }
+}
+
+fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = conn
+            .conn()
+            .write_transaction(|c| {
+                for job in batch.iter_mut() {
+                    // A failed job's savepoint is already rolled back; the others go on.
+                    let _ = job.apply(c);
+                }
+                Ok::<(), diesel::result::Error>(())
+            })
+            .map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, jobs = batch.len(), "write transaction failed");
+        }
+        for job in batch {
+            job.finish(committed.clone());
+        }
+    }
+}

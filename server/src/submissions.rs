@@ -1,0 +1,643 @@
+//! Submissions: storing what phones send (exactly once, edits as new versions, attachments
+//! merged across split uploads) and reading it back.
+//!
+//! Every decision that depends on what is already stored is made in [`store`], which runs in the
+//! single writer, so two copies of one submission arriving at once cannot both be stored.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::{
+    attachments, form_versions, forms, submission_versions, submissions, users,
+};
+use crate::db::Conn;
+use crate::error::AppError;
+use crate::forms::FormState;
+use crate::on_conn;
+
+pub const STATE_RECEIVED: &str = "received";
+pub const STATE_EDITED: &str = "edited";
+
+/// A file that arrived with a POST and is already durable in the blob store.
+#[derive(Debug, Clone)]
+pub struct IncomingFile {
+    pub name: String,
+    pub sha256: String,
+    pub size: i64,
+    pub content_type: String,
+}
+
+/// A parsed submission POST, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub identity: fieldtally_forms::Identity,
+    pub fields_json: String,
+    pub geopoint: Option<fieldtally_forms::Geopoint>,
+    /// File names the instance refers to in its binary fields.
+    pub expected: Vec<String>,
+    pub xml: Vec<u8>,
+    pub xml_sha256: String,
+    pub collector_id: i64,
+    pub device_id: Option<String>,
+    /// Files of this POST that the instance refers to.
+    pub files: Vec<IncomingFile>,
+    pub received_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new submission.
+    Created,
+    /// A new version of an existing submission (an edit, by deprecatedID).
+    Edited,
+    /// An older version that arrived after the edit that replaced it.
+    OlderVersion,
+    /// The same XML again: a retry or the next part of a split upload.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    pub outcome: Outcome,
+    /// Attachments the instance names that have not arrived yet.
+    pub missing: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = submission_versions)]
+struct VersionRow {
+    id: i64,
+    submission_id: i64,
+    xml_sha256: String,
+    is_current: bool,
+}
+
+fn version_by_instance(
+    conn: &mut Conn<'_>,
+    instance_id: &str,
+) -> Result<Option<VersionRow>, AppError> {
+    Ok(on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::instance_id.eq(instance_id))
+        .select(VersionRow::as_select())
+        .first(c)
+        .optional())?)
+}
+
+fn version_deprecating(
+    conn: &mut Conn<'_>,
+    instance_id: &str,
+) -> Result<Option<VersionRow>, AppError> {
+    Ok(on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::deprecated_id.eq(instance_id))
+        .select(VersionRow::as_select())
+        .first(c)
+        .optional())?)
+}
+
+fn missing_count(conn: &mut Conn<'_>, version_id: i64) -> Result<i64, AppError> {
+    Ok(on_conn!(conn, c => attachments::table
+        .filter(attachments::version_id.eq(version_id))
+        .filter(attachments::sha256.is_null())
+        .count()
+        .get_result(c))?)
+}
+
+/// Fills in attachments of a stored version that were still missing.
+fn add_files(conn: &mut Conn<'_>, version_id: i64, inc: &Incoming) -> Result<(), AppError> {
+    for f in &inc.files {
+        on_conn!(conn, c => diesel::update(
+            attachments::table
+                .filter(attachments::version_id.eq(version_id))
+                .filter(attachments::name.eq(&f.name))
+                .filter(attachments::sha256.is_null()),
+        )
+        .set((
+            attachments::sha256.eq(&f.sha256),
+            attachments::size.eq(f.size),
+            attachments::content_type.eq(&f.content_type),
+            attachments::received_at.eq(inc.received_at),
+        ))
+        .execute(c))?;
+    }
+    Ok(())
+}
+
+/// Checks that the form version exists and accepts new data.
+fn check_form_open(conn: &mut Conn<'_>, form_id: &str, version: &str) -> Result<(), AppError> {
+    let state: Option<String> = on_conn!(conn, c => form_versions::table
+        .filter(form_versions::form_id.eq(form_id))
+        .filter(form_versions::version.eq(version))
+        .select(form_versions::state)
+        .first(c)
+        .optional())?;
+    match state.as_deref() {
+        Some(s) if s == FormState::Open.as_str() => Ok(()),
+        Some(s) if s == FormState::Closed.as_str() => Err(AppError::conflict(
+            "form_closed",
+            format!("the form '{form_id}' version '{version}' is closed and no longer accepts submissions"),
+        )),
+        Some(_) => Err(AppError::conflict(
+            "form_not_published",
+            format!("the form '{form_id}' version '{version}' has not been published yet"),
+        )),
+        None => {
+            let known: i64 = on_conn!(conn, c => forms::table.filter(forms::form_id.eq(form_id)).count().get_result(c))?;
+            if known == 0 {
+                Err(AppError::not_found(
+                    "unknown_form",
+                    format!("there is no form '{form_id}' on this server"),
+                ))
+            } else {
+                Err(AppError::not_found(
+                    "unknown_form_version",
+                    format!("the form '{form_id}' has no version '{version}'; get the current forms and fill the form again"),
+                ))
+            }
+        }
+    }
+}
+
+/// Inserts one version row and its attachment rows; `carried` gives files of the previous
+/// version by name, used when an edit does not send a file again.
+fn insert_version(
+    conn: &mut Conn<'_>,
+    submission_id: i64,
+    inc: &Incoming,
+    is_current: bool,
+    carried: &HashMap<String, IncomingFile>,
+) -> Result<i64, AppError> {
+    let id = &inc.identity;
+    let g = inc.geopoint;
+    let version_id: i64 = on_conn!(conn, c => diesel::insert_into(submission_versions::table)
+        .values((
+            submission_versions::submission_id.eq(submission_id),
+            submission_versions::instance_id.eq(&id.instance_id),
+            submission_versions::deprecated_id.eq(&id.deprecated_id),
+            submission_versions::form_version.eq(&id.version),
+            submission_versions::xml.eq(&inc.xml),
+            submission_versions::xml_sha256.eq(&inc.xml_sha256),
+            submission_versions::instance_name.eq(&id.instance_name),
+            submission_versions::collector_id.eq(inc.collector_id),
+            submission_versions::device_id.eq(&inc.device_id),
+            submission_versions::received_at.eq(inc.received_at),
+            submission_versions::geo_lat.eq(g.map(|g| g.lat)),
+            submission_versions::geo_lon.eq(g.map(|g| g.lon)),
+            submission_versions::geo_alt.eq(g.and_then(|g| g.alt)),
+            submission_versions::geo_accuracy.eq(g.and_then(|g| g.accuracy)),
+            submission_versions::fields.eq(&inc.fields_json),
+            submission_versions::is_current.eq(is_current),
+        ))
+        .returning(submission_versions::id)
+        .get_result(c))?;
+    for name in &inc.expected {
+        let file = inc
+            .files
+            .iter()
+            .find(|f| &f.name == name)
+            .or_else(|| carried.get(name));
+        let received_at = file.map(|_| inc.received_at);
+        on_conn!(conn, c => diesel::insert_into(attachments::table)
+            .values((
+                attachments::version_id.eq(version_id),
+                attachments::name.eq(name),
+                attachments::sha256.eq(file.map(|f| &f.sha256)),
+                attachments::size.eq(file.map(|f| f.size)),
+                attachments::content_type.eq(file.map(|f| &f.content_type)),
+                attachments::received_at.eq(received_at),
+            ))
+            .execute(c))?;
+    }
+    Ok(version_id)
+}
+
+/// An attachment row as stored: the file is present once `sha256` is set.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = attachments)]
+struct AttachmentRow {
+    name: String,
+    sha256: Option<String>,
+    size: Option<i64>,
+    content_type: Option<String>,
+}
+
+fn attachment_rows(conn: &mut Conn<'_>, version_id: i64) -> Result<Vec<AttachmentRow>, AppError> {
+    Ok(on_conn!(conn, c => attachments::table
+        .filter(attachments::version_id.eq(version_id))
+        .order(attachments::id)
+        .select(AttachmentRow::as_select())
+        .load(c))?)
+}
+
+fn present_files(
+    conn: &mut Conn<'_>,
+    version_id: i64,
+) -> Result<HashMap<String, IncomingFile>, AppError> {
+    Ok(attachment_rows(conn, version_id)?
+        .into_iter()
+        .filter_map(|a| {
+            Some((
+                a.name.clone(),
+                IncomingFile {
+                    name: a.name,
+                    sha256: a.sha256?,
+                    size: a.size.unwrap_or(0),
+                    content_type: a
+                        .content_type
+                        .unwrap_or_else(|| "application/octet-stream".into()),
+                },
+            ))
+        })
+        .collect())
+}
+
+/// Stores a submission POST. Runs inside the writer's transaction.
+pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
+    let id = &inc.identity;
+    if let Some(existing) = version_by_instance(conn, &id.instance_id)? {
+        if existing.xml_sha256 != inc.xml_sha256 {
+            return Err(AppError::conflict(
+                "different_xml",
+                "a submission with this instanceID already exists with different content; resubmissions that add attachments must send identical XML",
+            ));
+        }
+        add_files(conn, existing.id, inc)?;
+        return Ok(Stored {
+            outcome: Outcome::Duplicate,
+            missing: missing_count(conn, existing.id)?,
+        });
+    }
+    check_form_open(conn, &id.form_id, &id.version)?;
+
+    // An edit of this instance arrived first: this is the older version of that submission.
+    if let Some(newer) = version_deprecating(conn, &id.instance_id)? {
+        let version_id = insert_version(conn, newer.submission_id, inc, false, &HashMap::new())?;
+        let predecessor_known = match &id.deprecated_id {
+            Some(d) => version_by_instance(conn, d)?.is_some(),
+            None => false,
+        };
+        if !predecessor_known {
+            // The submission is known by its earliest version's instanceID.
+            on_conn!(conn, c => diesel::update(submissions::table.find(newer.submission_id))
+                .set(submissions::instance_id.eq(&id.instance_id))
+                .execute(c))?;
+        }
+        return Ok(Stored {
+            outcome: Outcome::OlderVersion,
+            missing: missing_count(conn, version_id)?,
+        });
+    }
+
+    if let Some(deprecated) = &id.deprecated_id {
+        if let Some(old) = version_by_instance(conn, deprecated)? {
+            if !old.is_current {
+                return Err(AppError::conflict(
+                    "edit_out_of_date",
+                    format!("the copy you edited ({deprecated}) has already been replaced by a newer edit; get the newest version and make your changes again"),
+                ));
+            }
+            let carried = present_files(conn, old.id)?;
+            on_conn!(conn, c => diesel::update(submission_versions::table.find(old.id))
+                .set(submission_versions::is_current.eq(false))
+                .execute(c))?;
+            let version_id = insert_version(conn, old.submission_id, inc, true, &carried)?;
+            on_conn!(conn, c => diesel::update(submissions::table.find(old.submission_id))
+                .set((
+                    submissions::form_version.eq(&id.version),
+                    submissions::review_state.eq(STATE_EDITED),
+                    submissions::updated_at.eq(inc.received_at),
+                ))
+                .execute(c))?;
+            return Ok(Stored {
+                outcome: Outcome::Edited,
+                missing: missing_count(conn, version_id)?,
+            });
+        }
+    }
+
+    let submission_id: i64 = on_conn!(conn, c => diesel::insert_into(submissions::table)
+        .values((
+            submissions::instance_id.eq(&id.instance_id),
+            submissions::form_id.eq(&id.form_id),
+            submissions::form_version.eq(&id.version),
+            submissions::collector_id.eq(inc.collector_id),
+            submissions::review_state.eq(STATE_RECEIVED),
+            submissions::created_at.eq(inc.received_at),
+            submissions::updated_at.eq(inc.received_at),
+        ))
+        .returning(submissions::id)
+        .get_result(c))?;
+    let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
+    Ok(Stored {
+        outcome: Outcome::Created,
+        missing: missing_count(conn, version_id)?,
+    })
+}
+
+/// One row of the submission list.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub instance_id: String,
+    pub form_id: String,
+    pub form_version: String,
+    pub collector: String,
+    pub review_state: String,
+    pub instance_name: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    #[serde(skip)]
+    pub id: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub form_id: Option<String>,
+    pub form_version: Option<String>,
+    pub collector: Option<String>,
+    pub received_since: Option<NaiveDateTime>,
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
+type SummaryRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+/// Submissions in the order they were first received, after the cursor.
+pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
+    let rows: Vec<SummaryRow> = on_conn!(conn, c => {
+        let mut q = submissions::table
+            .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
+            .inner_join(submission_versions::table.on(
+                submission_versions::submission_id.eq(submissions::id)
+                    .and(submission_versions::is_current.eq(true)),
+            ))
+            .select((
+                submissions::id,
+                submissions::instance_id,
+                submissions::form_id,
+                submissions::form_version,
+                users::username,
+                submissions::review_state,
+                submission_versions::instance_name,
+                submissions::created_at,
+                submissions::updated_at,
+            ))
+            .order(submissions::id)
+            .limit(f.limit)
+            .into_boxed();
+        if let Some(v) = &f.form_id {
+            q = q.filter(submissions::form_id.eq(v));
+        }
+        if let Some(v) = &f.form_version {
+            q = q.filter(submissions::form_version.eq(v));
+        }
+        if let Some(v) = &f.collector {
+            q = q.filter(users::username.eq(v));
+        }
+        if let Some(v) = f.received_since {
+            q = q.filter(submissions::created_at.ge(v));
+        }
+        if let Some(v) = f.after_id {
+            q = q.filter(submissions::id.gt(v));
+        }
+        q.load(c)
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                instance_id,
+                form_id,
+                form_version,
+                collector,
+                review_state,
+                instance_name,
+                created_at,
+                updated_at,
+            )| Summary {
+                id,
+                instance_id,
+                form_id,
+                form_version,
+                collector,
+                review_state,
+                instance_name,
+                created_at,
+                updated_at,
+            },
+        )
+        .collect())
+}
+
+#[derive(Debug, Serialize)]
+pub struct GeopointView {
+    pub lat: f64,
+    pub lon: f64,
+    pub alt: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachmentView {
+    pub name: String,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+    pub content_type: Option<String>,
+    pub complete: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VersionView {
+    pub instance_id: String,
+    pub deprecated_id: Option<String>,
+    pub form_version: String,
+    pub received_at: NaiveDateTime,
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Detail {
+    pub instance_id: String,
+    pub current_instance_id: String,
+    pub form_id: String,
+    pub form_version: String,
+    pub collector: String,
+    pub device_id: Option<String>,
+    pub review_state: String,
+    pub instance_name: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub fields: serde_json::Value,
+    pub geopoint: Option<GeopointView>,
+    pub attachments: Vec<AttachmentView>,
+    pub versions: Vec<VersionView>,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = submission_versions)]
+struct FullVersion {
+    id: i64,
+    instance_id: String,
+    deprecated_id: Option<String>,
+    form_version: String,
+    instance_name: Option<String>,
+    device_id: Option<String>,
+    received_at: NaiveDateTime,
+    geo_lat: Option<f64>,
+    geo_lon: Option<f64>,
+    geo_alt: Option<f64>,
+    geo_accuracy: Option<f64>,
+    fields: String,
+    is_current: bool,
+}
+
+/// Finds the submission that any of its versions' instanceIDs belongs to.
+fn submission_of(conn: &mut Conn<'_>, instance_id: &str) -> Result<i64, AppError> {
+    version_by_instance(conn, instance_id)?
+        .map(|v| v.submission_id)
+        .ok_or_else(|| {
+            AppError::not_found(
+                "unknown_submission",
+                format!("no submission with instanceID '{instance_id}'"),
+            )
+        })
+}
+
+fn current_version(conn: &mut Conn<'_>, submission_id: i64) -> Result<FullVersion, AppError> {
+    Ok(on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::submission_id.eq(submission_id))
+        .filter(submission_versions::is_current.eq(true))
+        .select(FullVersion::as_select())
+        .first(c))?)
+}
+
+pub fn detail(conn: &mut Conn<'_>, instance_id: &str) -> Result<Detail, AppError> {
+    let sid = submission_of(conn, instance_id)?;
+    let (root, form_id, form_version, review_state, created_at, updated_at, collector): (
+        String,
+        String,
+        String,
+        String,
+        NaiveDateTime,
+        NaiveDateTime,
+        String,
+    ) = on_conn!(conn, c => submissions::table
+            .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
+            .filter(submissions::id.eq(sid))
+            .select((submissions::instance_id, submissions::form_id, submissions::form_version, submissions::review_state, submissions::created_at, submissions::updated_at, users::username))
+            .first(c))?;
+    let current = current_version(conn, sid)?;
+    let attachments = attachment_rows(conn, current.id)?;
+    let versions: Vec<FullVersion> = on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::submission_id.eq(sid))
+        .order(submission_versions::received_at)
+        .select(FullVersion::as_select())
+        .load(c))?;
+    let fields = serde_json::from_str(&current.fields)
+        .map_err(|e| AppError::internal(format!("stored fields are not JSON: {e}")))?;
+    let geopoint = match (current.geo_lat, current.geo_lon) {
+        (Some(lat), Some(lon)) => Some(GeopointView {
+            lat,
+            lon,
+            alt: current.geo_alt,
+            accuracy: current.geo_accuracy,
+        }),
+        _ => None,
+    };
+    Ok(Detail {
+        instance_id: root,
+        current_instance_id: current.instance_id.clone(),
+        form_id,
+        form_version,
+        collector,
+        device_id: current.device_id.clone(),
+        review_state,
+        instance_name: current.instance_name.clone(),
+        created_at,
+        updated_at,
+        fields,
+        geopoint,
+        attachments: attachments
+            .into_iter()
+            .map(|a| AttachmentView {
+                complete: a.sha256.is_some(),
+                name: a.name,
+                size: a.size,
+                sha256: a.sha256,
+                content_type: a.content_type,
+            })
+            .collect(),
+        versions: versions
+            .into_iter()
+            .map(|v| VersionView {
+                instance_id: v.instance_id,
+                deprecated_id: v.deprecated_id,
+                form_version: v.form_version,
+                received_at: v.received_at,
+                current: v.is_current,
+            })
+            .collect(),
+    })
+}
+
+/// The raw XML of the current version, or of the version with the given instanceID.
+pub fn xml(
+    conn: &mut Conn<'_>,
+    instance_id: &str,
+    version: Option<&str>,
+) -> Result<Vec<u8>, AppError> {
+    let sid = submission_of(conn, instance_id)?;
+    let q = submission_versions::table
+        .filter(submission_versions::submission_id.eq(sid))
+        .select(submission_versions::xml);
+    let found: Option<Vec<u8>> = match version {
+        Some(v) => {
+            on_conn!(conn, c => q.filter(submission_versions::instance_id.eq(v)).first(c).optional())?
+        }
+        None => {
+            on_conn!(conn, c => q.filter(submission_versions::is_current.eq(true)).first(c).optional())?
+        }
+    };
+    found.ok_or_else(|| {
+        AppError::not_found("unknown_version", "this submission has no such version")
+    })
+}
+
+/// A stored attachment of the current version: (sha256, content type).
+pub fn attachment(
+    conn: &mut Conn<'_>,
+    instance_id: &str,
+    name: &str,
+) -> Result<(String, String), AppError> {
+    let sid = submission_of(conn, instance_id)?;
+    let current = current_version(conn, sid)?;
+    let row: Option<(Option<String>, Option<String>)> = on_conn!(conn, c => attachments::table
+        .filter(attachments::version_id.eq(current.id))
+        .filter(attachments::name.eq(name))
+        .select((attachments::sha256, attachments::content_type))
+        .first(c)
+        .optional())?;
+    match row {
+        None => Err(AppError::not_found(
+            "unknown_attachment",
+            format!("this submission has no attachment named '{name}'"),
+        )),
+        Some((None, _)) => Err(AppError::not_found(
+            "attachment_missing",
+            format!("the attachment '{name}' has not been uploaded yet"),
+        )),
+        Some((Some(sha), ct)) => Ok((sha, ct.unwrap_or_else(|| "application/octet-stream".into()))),
+    }
+}

@@ -1,0 +1,265 @@
+//! Users, their roles, app keys (token-in-URL access for ODK Collect) and form assignments.
+
+use chrono::{NaiveDateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{digest, password};
+use crate::db::schema::{app_keys, form_assignments, forms, users};
+use crate::db::Conn;
+use crate::error::AppError;
+use crate::on_conn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Collector,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Result<Role, AppError> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "collector" => Ok(Role::Collector),
+            other => Err(AppError::bad_request(
+                "bad_role",
+                format!("unknown role '{other}': use admin or collector"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Collector => "collector",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: String,
+    pub password_hash: String,
+    pub digest_ha1: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl User {
+    pub fn role(&self) -> Result<Role, AppError> {
+        Role::parse(&self.role)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            username: u.username.clone(),
+            role: u.role.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+pub fn now() -> NaiveDateTime {
+    // Microseconds: what both backends store, so a value reads back equal to what was written.
+    let t = Utc::now().naive_utc();
+    t.with_nanosecond_micro()
+}
+
+trait TruncateMicros {
+    fn with_nanosecond_micro(self) -> Self;
+}
+
+impl TruncateMicros for NaiveDateTime {
+    fn with_nanosecond_micro(self) -> Self {
+        use chrono::Timelike;
+        let micros = self.nanosecond() / 1000 * 1000;
+        self.with_nanosecond(micros).unwrap_or(self)
+    }
+}
+
+pub fn validate_username(username: &str) -> Result<(), AppError> {
+    let ok = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "bad_username",
+            "a user name has 1 to 64 characters: lowercase letters a-z, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
+pub fn validate_password(password: &str) -> Result<(), AppError> {
+    if password.chars().count() < 8 {
+        return Err(AppError::bad_request(
+            "weak_password",
+            "a password needs at least 8 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Prepared outside the writer: argon2 is deliberately slow and must not hold the write lock.
+pub struct NewUser {
+    pub username: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub digest_ha1: String,
+}
+
+impl NewUser {
+    pub fn prepare(username: &str, password: &str, role: Role) -> Result<NewUser, AppError> {
+        validate_username(username)?;
+        validate_password(password)?;
+        Ok(NewUser {
+            username: username.to_string(),
+            role,
+            password_hash: password::hash(password)?,
+            digest_ha1: digest::ha1(username, password),
+        })
+    }
+}
+
+pub fn create(conn: &mut Conn<'_>, new: &NewUser) -> Result<User, AppError> {
+    if find(conn, &new.username)?.is_some() {
+        return Err(AppError::conflict(
+            "user_exists",
+            format!("a user named '{}' already exists", new.username),
+        ));
+    }
+    let row = (
+        users::username.eq(&new.username),
+        users::role.eq(new.role.as_str()),
+        users::password_hash.eq(&new.password_hash),
+        users::digest_ha1.eq(&new.digest_ha1),
+        users::created_at.eq(now()),
+    );
+    let user = on_conn!(conn, c => diesel::insert_into(users::table)
+        .values(row)
+        .returning(User::as_returning())
+        .get_result(c))?;
+    Ok(user)
+}
+
+pub fn find(conn: &mut Conn<'_>, username: &str) -> Result<Option<User>, AppError> {
+    Ok(on_conn!(conn, c => users::table
+        .filter(users::username.eq(username))
+        .select(User::as_select())
+        .first(c)
+        .optional())?)
+}
+
+pub fn get(conn: &mut Conn<'_>, username: &str) -> Result<User, AppError> {
+    find(conn, username)?
+        .ok_or_else(|| AppError::not_found("unknown_user", format!("no user named '{username}'")))
+}
+
+pub fn count(conn: &mut Conn<'_>) -> Result<i64, AppError> {
+    Ok(on_conn!(conn, c => users::table.count().get_result(c))?)
+}
+
+pub fn list(conn: &mut Conn<'_>) -> Result<Vec<User>, AppError> {
+    Ok(on_conn!(conn, c => users::table
+        .order(users::username)
+        .select(User::as_select())
+        .load(c))?)
+}
+
+fn key_hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Creates a new app key for the user, revoking the previous ones; returns the key, which is
+/// shown once and stored only as a hash.
+pub fn create_app_key(conn: &mut Conn<'_>, user_id: i64, key: &str) -> Result<(), AppError> {
+    revoke_app_keys(conn, user_id)?;
+    on_conn!(conn, c => diesel::insert_into(app_keys::table)
+        .values((
+            app_keys::user_id.eq(user_id),
+            app_keys::key_hash.eq(key_hash(key)),
+            app_keys::created_at.eq(now()),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+/// A fresh random key: 32 bytes, URL-safe, so it can stand in the server URL a phone uses.
+pub fn generate_app_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+pub fn revoke_app_keys(conn: &mut Conn<'_>, user_id: i64) -> Result<usize, AppError> {
+    Ok(on_conn!(conn, c => diesel::update(
+        app_keys::table
+            .filter(app_keys::user_id.eq(user_id))
+            .filter(app_keys::revoked_at.is_null()),
+    )
+    .set(app_keys::revoked_at.eq(now()))
+    .execute(c))?)
+}
+
+pub fn find_by_app_key(conn: &mut Conn<'_>, key: &str) -> Result<Option<User>, AppError> {
+    let hash = key_hash(key);
+    Ok(on_conn!(conn, c => app_keys::table
+        .inner_join(users::table)
+        .filter(app_keys::key_hash.eq(&hash))
+        .filter(app_keys::revoked_at.is_null())
+        .select(User::as_select())
+        .first(c)
+        .optional())?)
+}
+
+/// Restricts the collector to these forms; an empty list means every open form.
+pub fn assign_forms(
+    conn: &mut Conn<'_>,
+    user_id: i64,
+    form_ids: &[String],
+) -> Result<(), AppError> {
+    for form_id in form_ids {
+        let exists: i64 = on_conn!(conn, c => forms::table
+            .filter(forms::form_id.eq(form_id))
+            .count()
+            .get_result(c))?;
+        if exists == 0 {
+            return Err(AppError::not_found(
+                "unknown_form",
+                format!("no form with id '{form_id}'"),
+            ));
+        }
+    }
+    on_conn!(conn, c => diesel::delete(form_assignments::table.filter(form_assignments::user_id.eq(user_id))).execute(c))?;
+    for form_id in form_ids {
+        on_conn!(conn, c => diesel::insert_into(form_assignments::table)
+            .values((form_assignments::user_id.eq(user_id), form_assignments::form_id.eq(form_id)))
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// The forms assigned to the user, or `None` when the user may fill every open form.
+pub fn assigned_forms(conn: &mut Conn<'_>, user_id: i64) -> Result<Option<Vec<String>>, AppError> {
+    let ids: Vec<String> = on_conn!(conn, c => form_assignments::table
+        .filter(form_assignments::user_id.eq(user_id))
+        .select(form_assignments::form_id)
+        .order(form_assignments::form_id)
+        .load(c))?;
+    Ok(if ids.is_empty() { None } else { Some(ids) })
+}

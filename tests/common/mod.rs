@@ -1,0 +1,392 @@
+//! Shared end-to-end test support: start the real `fieldtally` binary on a free port (SQLite in a
+//! temporary folder, or a fresh PostgreSQL database when `FIELDTALLY_TEST_POSTGRES` is set) and
+//! talk to it over HTTP as ODK Collect and the admin API's users do.
+#![allow(dead_code)]
+
+pub mod collect;
+pub mod tools;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::{json, Value};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(path)
+}
+
+/// Where the server under test keeps its data.
+pub enum Backend {
+    Sqlite,
+    Postgres { url: String },
+}
+
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn fresh_postgres_database(base: &str) -> String {
+    let name = format!(
+        "fieldtally_test_{}_{}",
+        std::process::id(),
+        DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin_url = format!("{}/postgres", base.trim_end_matches('/'));
+    let mut conn = PgConnection::establish(&admin_url)
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {admin_url}: {e}"));
+    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .expect("drop test database");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create test database");
+    format!("{}/{name}", base.trim_end_matches('/'))
+}
+
+impl Backend {
+    pub fn from_env() -> Backend {
+        match std::env::var("FIELDTALLY_TEST_POSTGRES") {
+            Ok(base) if !base.is_empty() => Backend::Postgres {
+                url: fresh_postgres_database(&base),
+            },
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    database_url: Option<String>,
+    extra_args: Vec<String>,
+    pub stdout: Vec<String>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the server with extra `serve` arguments.
+    pub async fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match Backend::from_env() {
+            Backend::Sqlite => None,
+            Backend::Postgres { url } => Some(url),
+        };
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            dir,
+            database_url,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            stdout: Vec::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn database_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.dir.path().display().to_string(),
+        ];
+        if let Some(url) = &self.database_url {
+            args.push("--database-url".into());
+            args.push(url.clone());
+        }
+        args
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldtally"));
+        cmd.arg("serve")
+            .args(self.database_args())
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(&self.extra_args)
+            .env("FIELDTALLY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("FIELDTALLY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start fieldtally");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the server did not say where it listens");
+            self.stdout.push(line.clone());
+            if let Some(addr) = line.strip_prefix("fieldtally listening on ") {
+                self.base = addr.trim().to_string();
+                break;
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL, as a power cut would, and starts it again on the same data.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.stdout.clear();
+        self.spawn();
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Runs a `fieldtally` subcommand against this server's database.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fieldtally"));
+        cmd.args(args)
+            .args(self.database_args())
+            .env("FIELDTALLY_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run fieldtally");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        } else {
+            drop(child.stdin.take());
+        }
+        child.wait_with_output().expect("fieldtally output")
+    }
+
+    pub async fn admin(&self) -> Admin {
+        Admin::login(self, "admin", ADMIN_PASSWORD).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A REST API client with an access token.
+pub struct Admin {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl Admin {
+    pub async fn login(server: &Server, username: &str, password: &str) -> Admin {
+        let http = reqwest::Client::new();
+        let res = http
+            .post(server.url("/api/v1/auth/token"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(res.status(), 200, "login as {username}");
+        let body: Value = res.json().await.expect("token json");
+        assert_eq!(body["token_type"], "Bearer");
+        Admin {
+            http,
+            base: server.base.clone(),
+            token: body["access_token"].as_str().expect("token").to_string(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let res = self.get(path).send().await.expect("GET");
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.expect("json")
+    }
+
+    /// Uploads an XForm; returns the status and body.
+    pub async fn upload_form(&self, xml: &[u8], publish: bool) -> (u16, Value) {
+        let res = self
+            .post(&format!("/api/v1/forms?publish={publish}"))
+            .header("content-type", "text/xml")
+            .body(xml.to_vec())
+            .send()
+            .await
+            .expect("upload form");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("json"))
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str, role: &str) {
+        let res = self
+            .post("/api/v1/users")
+            .json(&json!({ "username": username, "password": password, "role": role }))
+            .send()
+            .await
+            .expect("create user");
+        assert_eq!(res.status(), 201, "create user {username}");
+    }
+
+    /// Every submission, following cursors.
+    pub async fn all_submissions(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/submissions?limit=1000{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.json(&path).await;
+            out.extend(
+                page["submissions"]
+                    .as_array()
+                    .expect("array")
+                    .iter()
+                    .cloned(),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+}
+
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The text of the first `<message>` in an OpenRosaResponse.
+pub fn openrosa_message(body: &str) -> String {
+    let doc = roxmltree::Document::parse(body).expect("OpenRosaResponse XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "OpenRosaResponse");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("http://openrosa.org/http/response")
+    );
+    root.children()
+        .find(|n| n.has_tag_name("message"))
+        .and_then(|n| n.text())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn new_instance_id() -> String {
+    let b: [u8; 16] = rand::random();
+    format!(
+        "uuid:{}-{}-4{}-8{}-{}",
+        hex::encode(&b[0..4]),
+        hex::encode(&b[4..6]),
+        &hex::encode(&b[6..8])[1..],
+        &hex::encode(&b[8..10])[1..],
+        hex::encode(&b[10..16])
+    )
+}
+
+/// An `all_features` instance shaped exactly like JavaRosa's serialization of it.
+pub fn all_features_instance(
+    instance_id: &str,
+    deprecated_id: Option<&str>,
+    respondent: &str,
+    household_size: u32,
+    photo: Option<&str>,
+) -> Vec<u8> {
+    let photo = match photo {
+        Some(p) => format!("<photo>{p}</photo>"),
+        None => "<photo />".to_string(),
+    };
+    let deprecated = deprecated_id
+        .map(|d| format!("<deprecatedID>{d}</deprecatedID>"))
+        .unwrap_or_default();
+    format!(
+        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"all_features\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\" xmlns:jr=\"http://openrosa.org/javarosa\"><start>2025-04-03T08:00:00.000+07:00</start><end>2025-04-03T08:10:00.000+07:00</end><start_geopoint /><intro /><household><respondent_name>{respondent}</respondent_name><province>hcm</province><water_sources>tap rain</water_sources><household_size>{household_size}</household_size><monthly_income>12.5</monthly_income><visit_date>2025-04-03</visit_date></household><members><member_name>A</member_name><member_age>42</member_age></members><members><member_name>B</member_name><member_age>39</member_age></members><location>21.3256 103.9188 650.0 8.5</location><route>21.3 103.9 0.0 5.0; 21.31 103.91 0.0 5.0</route><plot>21.3 103.9 0.0 5.0; 21.31 103.91 0.0 5.0; 21.32 103.9 0.0 5.0; 21.3 103.9 0.0 5.0</plot>{photo}<meta><instanceID>{instance_id}</instanceID><instanceName>{respondent} - 2025-04-03</instanceName>{deprecated}</meta></data>"
+    )
+    .into_bytes()
+}
+
+/// A `two_photos` instance (a form with two image questions, for split uploads).
+pub fn two_photos_instance(instance_id: &str, note: &str) -> Vec<u8> {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"two_photos\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\"><note_text>{note}</note_text><photo_a>a.jpg</photo_a><photo_b>b.jpg</photo_b><location>21.1 103.8 0.0 12.0</location><meta><instanceID>{instance_id}</instanceID></meta></data>"
+    )
+    .into_bytes()
+}
+
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|_| rand::random::<u8>()).collect()
+}
+
+/// A server with the `all_features` and `two_photos` test forms published and a collector.
+pub async fn server_with_forms() -> (Server, Admin) {
+    let server = Server::start().await;
+    let admin = server.admin().await;
+    for f in ["forms/all_features.xml", "forms/two_photos.xml"] {
+        let xml = std::fs::read(fixture(f)).expect("fixture");
+        let (status, _) = admin.upload_form(&xml, true).await;
+        assert_eq!(status, 201);
+    }
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
+    (server, admin)
+}
+
+pub fn collector(server: &Server) -> collect::Collect {
+    collect::Collect::with_password(&server.base, "lan", "lan-password-1")
+}
