@@ -162,7 +162,10 @@ pub fn parse_form(xml: &[u8]) -> Result<FormDef, FormError> {
         .unwrap_or_else(|| form_id.clone());
     let root_name = root.tag_name().name().to_string();
 
-    let kinds = bind_kinds(model, &root_name);
+    let mut kinds = bind_kinds(model, &root_name);
+    if let Some(body) = child(html, "body") {
+        select_kinds(body, &root_name, &mut kinds);
+    }
     let mut shape = InstanceShape::default();
     shape.collect(root, "", &kinds);
     if let Some(body) = child(html, "body") {
@@ -217,6 +220,25 @@ fn bind_kinds(model: Node<'_, '_>, root_name: &str) -> HashMap<String, FieldKind
         }
     }
     kinds
+}
+
+/// pyxform binds select_one and select_multiple questions as `string`: the body control
+/// (`<select1>` or `<select>`) tells which one a question is.
+fn select_kinds(body: Node<'_, '_>, root_name: &str, kinds: &mut HashMap<String, FieldKind>) {
+    for control in body.descendants().filter(|node| node.is_element()) {
+        let kind = match control.tag_name().name() {
+            "select" => FieldKind::Select,
+            "select1" => FieldKind::Select1,
+            _ => continue,
+        };
+        let Some(path) = attr(control, "ref").and_then(|r| relative_path(r, root_name)) else {
+            continue;
+        };
+        let entry = kinds.entry(path.to_string()).or_insert(FieldKind::Text);
+        if *entry == FieldKind::Text {
+            *entry = kind;
+        }
+    }
 }
 
 /// Fields and repeats found so far, without duplicates: pyxform writes each repeat twice in the
@@ -385,6 +407,17 @@ mod tests {
         assert_eq!(kind("visit_date"), Some(FieldKind::Date));
         assert_eq!(kind("meta/instanceID"), Some(FieldKind::Text));
         assert_eq!(kind("nonexistent"), None);
+    }
+
+    #[test]
+    fn selects_bound_as_string_take_their_kind_from_the_body() {
+        // What pyxform 4.5 writes for select_one / select_multiple questions.
+        let xml = br#"<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml"><h:head><h:title>t</h:title><model><instance><data id="s" version="1"><one/><many/><rank/><meta><instanceID/></meta></data></instance><bind nodeset="/data/one" type="string"/><bind nodeset="/data/many" type="string"/><bind nodeset="/data/rank" type="odk:rank"/></model></h:head><h:body><select1 ref="/data/one"><label>1</label></select1><select ref="/data/many"><label>2</label></select><select ref="/data/rank"><label>3</label></select></h:body></h:html>"#;
+        let form = parse_form(xml).expect("form");
+        let kind = |path: &str| form.field(path).map(|f| f.kind.clone());
+        assert_eq!(kind("one"), Some(FieldKind::Select1));
+        assert_eq!(kind("many"), Some(FieldKind::Select));
+        assert_eq!(kind("rank"), Some(FieldKind::Other("odk:rank".into())));
     }
 
     #[test]

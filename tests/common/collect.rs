@@ -107,6 +107,16 @@ impl Collect {
         url: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Response {
+        self.try_send(method, url, build).await.expect("request")
+    }
+
+    /// Like [`Collect::send`], but a broken connection is an `Err` (the server may be down).
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, reqwest::Error> {
         for _ in 0..2 {
             let mut req = build(self.http.request(method.clone(), url))
                 .header("X-OpenRosa-Version", "1.0")
@@ -117,7 +127,7 @@ impl Collect {
             if let Some(auth) = self.authorization(&method, url) {
                 req = req.header("Authorization", auth);
             }
-            let res = req.send().await.expect("request");
+            let res = req.send().await?;
             if res.status() == 401 && self.credentials.is_some() {
                 let header = res
                     .headers()
@@ -135,11 +145,11 @@ impl Collect {
                     nc: 0,
                 });
                 if had && !header.contains("stale=true") {
-                    return res;
+                    return Ok(res);
                 }
                 continue;
             }
-            return res;
+            return Ok(res);
         }
         panic!("authentication loop");
     }
@@ -157,8 +167,19 @@ impl Collect {
     /// POSTs a submission as Collect does: the XML part first, then one part per file whose
     /// part name is the file name, and `*isIncomplete*` when more POSTs will follow.
     pub async fn submit(&self, xml: &[u8], files: &[Attachment], incomplete: bool) -> Response {
+        self.try_submit(xml, files, incomplete)
+            .await
+            .expect("submission request")
+    }
+
+    pub async fn try_submit(
+        &self,
+        xml: &[u8],
+        files: &[Attachment],
+        incomplete: bool,
+    ) -> Result<Response, reqwest::Error> {
         let url = self.url("/submission");
-        self.send(Method::POST, &url, |r| {
+        self.try_send(Method::POST, &url, |r| {
             let mut form = reqwest::multipart::Form::new().part(
                 "xml_submission_file",
                 reqwest::multipart::Part::bytes(xml.to_vec())

@@ -194,6 +194,17 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if let (Some(url), Ok(base)) = (
+            &self.database_url,
+            std::env::var("FIELDTALLY_TEST_POSTGRES"),
+        ) {
+            let name = url.rsplit('/').next().unwrap_or_default().to_string();
+            let admin_url = format!("{}/postgres", base.trim_end_matches('/'));
+            if let Ok(mut conn) = PgConnection::establish(&admin_url) {
+                let _ =
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn);
+            }
+        }
     }
 }
 

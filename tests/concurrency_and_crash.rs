@@ -1,0 +1,156 @@
+//! Many phones at once, and a server killed in the middle of uploads.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use common::collect::{Attachment, Collect};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_submission_posted_twenty_times_at_once_is_stored_once() {
+    let (server, admin) = server_with_forms().await;
+    let id = new_instance_id();
+    let xml = all_features_instance(&id, None, "Concurrent", 3, Some("photo1.jpg"));
+    let photo = random_bytes(30_000);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (base, xml, photo) = (server.base.clone(), xml.clone(), photo.clone());
+        tasks.push(tokio::spawn(async move {
+            let collect = Collect::with_password(&base, "lan", "lan-password-1");
+            collect
+                .submit(&xml, &[Attachment::jpeg("photo1.jpg", photo)], false)
+                .await
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 201);
+    }
+    let all = admin.all_submissions("").await;
+    assert_eq!(all.len(), 1);
+    let s = admin.json(&format!("/api/v1/submissions/{id}")).await;
+    assert_eq!(s["versions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(s["attachments"][0]["sha256"], sha256_hex(&photo).as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_submissions_from_fifty_phones_are_each_stored_exactly_once() {
+    let (server, admin) = server_with_forms().await;
+    let mut tasks = Vec::new();
+    for phone in 0..50 {
+        let base = server.base.clone();
+        tasks.push(tokio::spawn(async move {
+            let collect = Collect::with_password(&base, "lan", "lan-password-1");
+            let mut ids = Vec::new();
+            for n in 0..20 {
+                let id = new_instance_id();
+                let xml = all_features_instance(&id, None, &format!("P{phone}-{n}"), 2, None);
+                let res = collect.submit(&xml, &[], false).await;
+                assert_eq!(res.status(), 201);
+                // Phones retry on flaky networks: every fifth one is sent twice.
+                if n % 5 == 0 {
+                    assert_eq!(collect.submit(&xml, &[], false).await.status(), 201);
+                }
+                ids.push(id);
+            }
+            ids
+        }));
+    }
+    let mut sent = HashSet::new();
+    for t in tasks {
+        sent.extend(t.await.expect("task"));
+    }
+    assert_eq!(sent.len(), 1000);
+    let stored: Vec<String> = admin
+        .all_submissions("")
+        .await
+        .iter()
+        .map(|s| s["instance_id"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(stored.len(), 1000, "no duplicates, nothing lost");
+    assert_eq!(stored.iter().cloned().collect::<HashSet<_>>(), sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_uploads_loses_no_acknowledged_submission_and_shows_no_half() {
+    let (mut server, _admin) = server_with_forms().await;
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sent: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for phone in 0..8 {
+        let (base, acked, sent) = (server.base.clone(), acked.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            let collect = Collect::with_password(&base, "lan", "lan-password-1");
+            for n in 0.. {
+                let id = new_instance_id();
+                let photo = random_bytes(20_000 + phone * 100 + n);
+                let xml = two_photos_instance(&id, &format!("crash {phone}-{n}"));
+                sent.lock().expect("lock").insert(id.clone());
+                let files = [
+                    Attachment::jpeg("a.jpg", photo.clone()),
+                    Attachment::jpeg("b.jpg", photo.iter().rev().cloned().collect()),
+                ];
+                match collect.try_submit(&xml, &files, false).await {
+                    Ok(res) if res.status() == 201 => {
+                        acked.lock().expect("lock").push((id, sha256_hex(&photo)))
+                    }
+                    Ok(res) => panic!("unexpected status {}", res.status()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Let a good number of uploads complete, then cut the power while others are in flight.
+    while acked.lock().expect("lock").len() < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill_and_restart();
+    for t in tasks {
+        t.await.expect("task");
+    }
+
+    let admin = server.admin().await;
+    let acked = acked.lock().expect("lock").clone();
+    let sent = sent.lock().expect("lock").clone();
+    for (id, sha) in &acked {
+        let s = admin.json(&format!("/api/v1/submissions/{id}")).await;
+        assert_eq!(s["attachments"][0]["sha256"], sha.as_str(), "{id}");
+        assert!(s["attachments"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|a| a["complete"] == true));
+        let photo = admin
+            .get(&format!("/api/v1/submissions/{id}/attachments/a.jpg"))
+            .send()
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(&sha256_hex(&photo), sha, "the stored file is whole");
+    }
+    // Whatever else is visible was really sent and is complete: no half-stored submission.
+    let visible = admin.all_submissions("").await;
+    assert!(visible.len() >= acked.len());
+    for s in &visible {
+        let id = s["instance_id"].as_str().expect("id");
+        assert!(sent.contains(id));
+        let d = admin.json(&format!("/api/v1/submissions/{id}")).await;
+        assert!(d["attachments"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|a| a["complete"] == true));
+    }
+    // And the restarted server goes on accepting.
+    let collect = collector(&server);
+    let id = new_instance_id();
+    let res = collect
+        .submit(&two_photos_instance(&id, "after"), &[], false)
+        .await;
+    assert_eq!(res.status(), 201);
+}
