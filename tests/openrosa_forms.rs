@@ -358,3 +358,26 @@ async fn rest_api_errors_are_json_and_need_a_token() {
     let res = lan.get("/api/v1/forms").send().await.expect("get");
     assert_eq!(res.status(), 403);
 }
+
+#[tokio::test]
+async fn behind_a_reverse_proxy_links_follow_the_forwarded_scheme_and_host() {
+    let (server, _admin) = server_with_forms().await;
+    let res = reqwest::Client::new()
+        .get(server.url("/formList"))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "collect.sonla.example")
+        .basic_auth("lan", Some("lan-password-1"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        res.status(),
+        200,
+        "Basic is accepted when the proxy says https"
+    );
+    let list = res.text().await.expect("list");
+    assert!(
+        list.contains("<downloadUrl>https://collect.sonla.example/forms/"),
+        "{list}"
+    );
+}
