@@ -486,3 +486,68 @@ async fn uploads_over_the_limit_get_413_and_the_limit_is_advertised() {
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unknown_submission");
 }
+
+#[tokio::test]
+async fn the_list_filters_and_pages_with_a_stable_cursor() {
+    let (server, admin) = server_with_forms().await;
+    admin
+        .create_user("hoa", "hoa-password-1", "collector")
+        .await;
+    let lan = collector(&server);
+    let hoa = Collect::with_password(&server.base, "hoa", "hoa-password-1");
+    let mut lan_ids = Vec::new();
+    for n in 0..5 {
+        let id = new_instance_id();
+        let xml = all_features_instance(&id, None, &format!("L{n}"), 2, None);
+        assert_eq!(lan.submit(&xml, &[], false).await.status(), 201);
+        lan_ids.push(id);
+    }
+    let before_hoa = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let hoa_id = new_instance_id();
+    assert_eq!(
+        hoa.submit(&two_photos_instance(&hoa_id, "h"), &[], false)
+            .await
+            .status(),
+        201
+    );
+
+    // Pages of two, in order of arrival, each cursor continuing where the last page ended.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/submissions?limit=2&collector=lan".to_string();
+    loop {
+        let page = admin.json(&path).await;
+        let rows = page["submissions"].as_array().expect("array");
+        assert!(rows.len() <= 2);
+        seen.extend(
+            rows.iter()
+                .map(|r| r["instance_id"].as_str().unwrap_or("").to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/submissions?limit=2&collector=lan&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, lan_ids);
+
+    let by_form = admin.all_submissions("&form=two_photos").await;
+    assert_eq!(by_form.len(), 1);
+    assert_eq!(by_form[0]["collector"], "hoa");
+    assert_eq!(admin.all_submissions("&version=2025040301").await.len(), 6);
+    assert_eq!(admin.all_submissions("&version=1999").await.len(), 0);
+    let since = admin
+        .all_submissions(&format!("&since={}", before_hoa.replace('+', "%2B")))
+        .await;
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0]["instance_id"], hoa_id.as_str());
+
+    for bad in ["cursor=bogus", "since=yesterday", "limit=0", "limit=5000"] {
+        let res = admin
+            .get(&format!("/api/v1/submissions?{bad}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), 400, "{bad}");
+        let body: Value = res.json().await.expect("json");
+        assert!(body["error"]["code"].as_str().is_some());
+    }
+}
