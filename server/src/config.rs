@@ -57,6 +57,17 @@ pub struct ServeArgs {
     /// Worker threads for HTTP (default: one per core).
     #[arg(long, env = "FIELDTALLY_WORKERS")]
     pub workers: Option<usize>,
+    /// A geotag whose accuracy radius is larger than this many metres is flagged `low_accuracy`.
+    #[arg(long, env = "FIELDTALLY_LOW_ACCURACY_METRES", default_value_t = 100.0)]
+    pub low_accuracy_metres: f64,
+    /// A geotag farther than this many metres from its hamlet's centre is flagged
+    /// `far_from_hamlet`.
+    #[arg(
+        long,
+        env = "FIELDTALLY_FAR_FROM_HAMLET_METRES",
+        default_value_t = 5000.0
+    )]
+    pub far_from_hamlet_metres: f64,
 }
 
 /// What request handlers need to know, shared as `web::Data`.
@@ -66,6 +77,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub max_submission_bytes: u64,
     pub token_ttl: i64,
+    pub geotag: crate::geotag::Limits,
 }
 
 impl From<&ServeArgs> for Config {
@@ -78,6 +90,10 @@ impl From<&ServeArgs> for Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             max_submission_bytes: a.max_submission_bytes,
             token_ttl: a.token_ttl,
+            geotag: crate::geotag::Limits {
+                low_accuracy_metres: a.low_accuracy_metres,
+                far_from_hamlet_metres: a.far_from_hamlet_metres,
+            },
         }
     }
 }

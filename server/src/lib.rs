@@ -2,13 +2,19 @@
 //! submissions, review and indicators, on SQLite or PostgreSQL.
 
 pub mod api;
+pub mod areas;
 pub mod auth;
+pub mod beneficiary;
 pub mod blobs;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod fieldwork;
 pub mod forms;
+pub mod geotag;
+pub mod ingest;
 pub mod openrosa;
+pub mod sensitive;
 pub mod settings;
 pub mod state;
 pub mod submissions;
@@ -37,12 +43,14 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
     let secrets = db.write(settings::load_or_create).await?;
     ensure_admin(&db).await?;
     load_shipped_forms(&db).await?;
+    load_shipped_areas(&db).await?;
     Ok(AppState {
         db,
         config: Config::from(args),
         secrets,
         blobs,
         form_cache: Default::default(),
+        geometry_cache: Default::default(),
     })
 }
 
@@ -80,6 +88,23 @@ async fn load_shipped_forms(db: &Db) -> Result<(), AppError> {
             .map_err(|e| AppError::internal(format!("shipped form {name} failed to load: {e}")))?;
         tracing::info!(form_id = %v.version.form_id, version = %v.version.version, "loaded shipped form");
     }
+    Ok(())
+}
+
+/// Sơn La's official areas, on an empty registry (like the shipped forms).
+async fn load_shipped_areas(db: &Db) -> Result<(), AppError> {
+    if db.read(areas::count).await? > 0 {
+        return Ok(());
+    }
+    let report = db
+        .write(areas::shipped::load)
+        .await
+        .map_err(|e| AppError::internal(format!("shipped areas failed to load: {e}")))?;
+    tracing::info!(
+        areas = report.created,
+        successions = report.linked,
+        "loaded the shipped Sơn La areas"
+    );
     Ok(())
 }
 

@@ -36,6 +36,22 @@ enum Command {
         #[command(subcommand)]
         command: FormCommand,
     },
+    /// Manage the area registry (provinces, districts, communes, hamlets).
+    Areas {
+        #[command(subcommand)]
+        command: AreasCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AreasCommand {
+    /// Import areas from a CSV file (one area version per row: hamlets with their commune,
+    /// centroid and attributes) or a GeoJSON file (boundaries and centroids). All or nothing.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +149,32 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{what} form '{}' version '{}' ({}), md5 {}",
                 v.form_id, v.version, v.state, v.md5
+            );
+            Ok(())
+        }
+        Command::Areas {
+            command: AreasCommand::Import { file, db },
+        } => {
+            use fieldtally::areas::import::{self, FileKind};
+            let name = file.display().to_string();
+            let kind = FileKind::from_name(&name)
+                .with_context(|| format!("{name}: give a .csv or .geojson file"))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
+            let mut conn = open(&db)?;
+            let report = conn
+                .conn()
+                .write_transaction(|c| {
+                    // The official areas come first, as when the server starts on an empty
+                    // database: imported hamlets name their communes.
+                    if fieldtally::areas::count(c)? == 0 {
+                        fieldtally::areas::shipped::load(c)?;
+                    }
+                    import::import(c, kind, &bytes)
+                })
+                .with_context(|| format!("{name}: nothing was imported"))?;
+            println!(
+                "Imported {name}: {} areas added, {} updated, {} successions linked",
+                report.created, report.updated, report.linked
             );
             Ok(())
         }

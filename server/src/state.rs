@@ -1,5 +1,6 @@
 //! What every request handler shares.
 
+use crate::areas::geometry::GeometryCache;
 use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::db::Db;
@@ -12,4 +13,5 @@ pub struct AppState {
     pub secrets: Secrets,
     pub blobs: Blobs,
     pub form_cache: FormCache,
+    pub geometry_cache: GeometryCache,
 }

@@ -150,7 +150,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> Result<Up
     Ok(upload)
 }
 
-async fn form_def(
+pub(super) async fn form_def(
     state: &AppState,
     form_id: &str,
     version: &str,
@@ -237,8 +237,15 @@ pub async fn post(
     let identity = fieldtally_forms::identify(&xml)?;
     let def = form_def(&state, &identity.form_id, &identity.version).await?;
     let extracted = fieldtally_forms::extract(&def, &xml)?;
-    let fields_json = serde_json::to_string(&extracted.fields)
-        .map_err(|e| AppError::internal(format!("cannot encode fields: {e}")))?;
+    let received_at = crate::users::now();
+    let (fields_json, derived) = crate::ingest::derive(
+        &state,
+        &def,
+        extracted.fields,
+        collector.user.id,
+        received_at,
+    )
+    .await?;
 
     // Only files the instance names are kept; other parts are dropped with their temp files.
     let mut keep = Vec::new();
@@ -277,13 +284,14 @@ pub async fn post(
         xml_sha256: hex::encode(Sha256::digest(&xml)),
         identity,
         fields_json,
+        derived,
         geopoint: extracted.first_geopoint,
         expected: extracted.attachments,
         xml,
         collector_id: collector.user.id,
         device_id: query.into_inner().device_id,
         files,
-        received_at: crate::users::now(),
+        received_at,
     });
     let stored = state
         .db
