@@ -109,6 +109,21 @@ fn may_use(allowed: &Option<Vec<String>>, form_id: &str) -> bool {
         .is_none_or(|ids| ids.iter().any(|i| i == form_id))
 }
 
+// Path parameters by name: under `/key/{key}` the key is a parameter too, so a positional
+// tuple would take the key for the form id.
+#[derive(Deserialize)]
+struct VersionPath {
+    form_id: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct MediaPath {
+    form_id: String,
+    version: String,
+    filename: String,
+}
+
 #[derive(Deserialize)]
 struct FormListQuery {
     #[serde(rename = "formID")]
@@ -179,9 +194,9 @@ async fn downloadable(
 async fn form_xml(
     collector: Collector,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, OpenRosaError> {
-    let (form_id, version) = path.into_inner();
+    let VersionPath { form_id, version } = path.into_inner();
     let v = downloadable(&state, collector.user, form_id, version).await?;
     let id = v.id;
     let bytes = state.db.read(move |conn| forms::xml(conn, id)).await?;
@@ -210,9 +225,9 @@ async fn manifest(
     req: HttpRequest,
     collector: Collector,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, OpenRosaError> {
-    let (form_id, version) = path.into_inner();
+    let VersionPath { form_id, version } = path.into_inner();
     let v = downloadable(&state, collector.user.clone(), form_id, version).await?;
     let id = v.id;
     let media = state.db.read(move |conn| forms::media(conn, id)).await?;
@@ -246,9 +261,13 @@ async fn media_file(
     req: HttpRequest,
     collector: Collector,
     state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<MediaPath>,
 ) -> Result<HttpResponse, OpenRosaError> {
-    let (form_id, version, filename) = path.into_inner();
+    let MediaPath {
+        form_id,
+        version,
+        filename,
+    } = path.into_inner();
     let v = downloadable(&state, collector.user.clone(), form_id, version).await?;
     if filename == HAMLETS_CSV && uses_hamlet_list(&state, &v).await? {
         let csv = hamlet_list(&state, &collector.user).await?;
