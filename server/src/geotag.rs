@@ -70,11 +70,8 @@ pub fn positions(form: &FormDef, fields: &Value) -> Vec<Geopoint> {
             _ => None,
         };
         match points {
-            Some(points) if field.background => {
-                if background.is_empty() {
-                    background = points;
-                }
-            }
+            Some(points) if field.background && background.is_empty() => background = points,
+            Some(_) if field.background => {}
             Some(points) => return points,
             None => {}
         }
