@@ -14,6 +14,6 @@ mod xml;
 
 pub use error::FormError;
 pub use extract::{extract, Extracted};
-pub use form::{parse_form, FieldDef, FieldKind, FormDef, FIELDTALLY_NS};
+pub use form::{parse_form, FieldDef, FieldKind, FormDef};
 pub use geo::{parse_geoshape, parse_geotrace, Geopoint};
 pub use instance::{identify, Identity};
