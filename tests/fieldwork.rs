@@ -656,6 +656,27 @@ async fn ingest_records_the_hamlet_and_key_sets_the_name_apart_and_flags_geotags
         "{text}"
     );
 
+    // An encrypted submission's answers are out of reach: nothing is derived or flagged.
+    let sealed = new_instance_id();
+    let encrypted = format!(
+        "<data id=\"safe_birth_outreach\" version=\"2025040302\" encrypted=\"yes\" xmlns=\"http://www.opendatakit.org/xforms/encrypted\"><base64EncryptedKey>AbCd==</base64EncryptedKey><meta xmlns=\"http://openrosa.org/xforms\"><instanceID>{sealed}</instanceID></meta><encryptedXmlFile>submission.xml.enc</encryptedXmlFile></data>"
+    );
+    let file = common::collect::Attachment {
+        name: "submission.xml.enc".into(),
+        bytes: random_bytes(256),
+        content_type: "application/octet-stream".into(),
+    };
+    assert_eq!(
+        collect
+            .submit(encrypted.as_bytes(), &[file], false)
+            .await
+            .status(),
+        201
+    );
+    let s = admin.json(&format!("/api/v1/submissions/{sealed}")).await;
+    assert_eq!(s["flags"], json!([]));
+    assert_eq!(s["hamlet_code"], Value::Null);
+
     // An edit is a new version with its own checks: moved to the hamlet's place.
     let edit_id = new_instance_id();
     let edited = String::from_utf8(outreach(

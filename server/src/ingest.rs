@@ -76,13 +76,23 @@ fn provinces_on(conn: &mut Conn<'_>, date: NaiveDate) -> Result<Vec<Area>, AppEr
 }
 
 /// Derives everything from the extracted answers; returns the public answers as JSON text.
+/// An encrypted submission's answers are in its encrypted file, out of the server's reach:
+/// nothing is derived or checked.
 pub async fn derive(
     state: &AppState,
     form: &FormDef,
     fields: Value,
+    encrypted: bool,
     user_id: i64,
     received_at: NaiveDateTime,
 ) -> Result<(String, Derived), AppError> {
+    let encode = |v: &Value| {
+        serde_json::to_string(v)
+            .map_err(|e| AppError::internal(format!("cannot encode fields: {e}")))
+    };
+    if encrypted {
+        return Ok((encode(&fields)?, Derived::default()));
+    }
     let hamlet_code = geotag::hamlet_code(&fields);
     let activity_date = geotag::activity_date(&fields);
     let beneficiary_key = beneficiary::for_submission(
@@ -125,8 +135,7 @@ pub async fn derive(
     );
 
     let split = sensitive::split(form, fields);
-    let fields_json = serde_json::to_string(&split.public)
-        .map_err(|e| AppError::internal(format!("cannot encode fields: {e}")))?;
+    let fields_json = encode(&split.public)?;
     let sensitive = split
         .sensitive
         .as_ref()

@@ -242,6 +242,7 @@ pub async fn post(
         &state,
         &def,
         extracted.fields,
+        identity.encrypted,
         collector.user.id,
         received_at,
     )
