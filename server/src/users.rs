@@ -306,3 +306,58 @@ pub fn assigned_forms(conn: &mut Conn<'_>, user_id: i64) -> Result<Option<Vec<St
         .load(c))?;
     Ok(if ids.is_empty() { None } else { Some(ids) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_keys_can_be_shown_again_unless_issued_before_derivation() {
+        let (_, mut db) = crate::db::connect("sqlite://:memory:").unwrap();
+        let mut conn = db.conn();
+        let secret = b"app key secret for the test";
+        let new = NewUser::prepare("lan", "lan-password-1", Role::Collector).unwrap();
+        let user = create(&mut conn, &new).unwrap();
+
+        // No key yet: one is created, and shown again unchanged.
+        let first = current_or_new_app_key(&mut conn, secret, user.id).unwrap();
+        assert_eq!(
+            current_or_new_app_key(&mut conn, secret, user.id).unwrap(),
+            first
+        );
+        assert_eq!(
+            find_by_app_key(&mut conn, &first).unwrap().map(|u| u.id),
+            Some(user.id)
+        );
+        // A new key replaces it.
+        let second = create_app_key(&mut conn, secret, user.id).unwrap();
+        assert_ne!(second, first);
+        assert!(find_by_app_key(&mut conn, &first).unwrap().is_none());
+        assert_eq!(
+            current_or_new_app_key(&mut conn, secret, user.id).unwrap(),
+            second
+        );
+
+        // A key stored only as a hash (issued by an earlier version) cannot be shown.
+        revoke_app_keys(&mut conn, user.id).unwrap();
+        on_conn!(&mut conn, c => diesel::insert_into(app_keys::table)
+            .values((
+                app_keys::user_id.eq(user.id),
+                app_keys::key_hash.eq(key_hash("legacy")),
+                app_keys::created_at.eq(now()),
+            ))
+            .execute(c))
+        .unwrap();
+        let err = current_or_new_app_key(&mut conn, secret, user.id).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::Client {
+                    code: "app_key_not_shown",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

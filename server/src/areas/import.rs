@@ -260,8 +260,15 @@ fn resolve_parent(conn: &mut Conn<'_>, new: &NewArea, row: &str) -> Result<Optio
                 ),
             )
         })?;
-    let parent_level = Level::parse(&parent.level);
-    if parent_level.is_none_or(|l| l >= new.level) {
+    // A hamlet belongs to a commune; a commune to a district or (after the reform) straight
+    // to the province; a district to the province.
+    let allowed = match new.level {
+        Level::Hamlet => &[Level::Commune][..],
+        Level::Commune => &[Level::District, Level::Province][..],
+        Level::District => &[Level::Province][..],
+        Level::Province => &[][..],
+    };
+    if !Level::parse(&parent.level).is_some_and(|l| allowed.contains(&l)) {
         return Err(row_error(
             row,
             format!(
@@ -623,5 +630,61 @@ mod tests {
             Some(FileKind::GeoJson)
         );
         assert_eq!(FileKind::from_name("x.xlsx"), None);
+    }
+}
+
+#[cfg(test)]
+mod db_tests {
+    use super::*;
+    use crate::areas::{self, shipped};
+
+    #[test]
+    fn shipped_areas_and_hamlet_versions_load_and_link() {
+        let (_, mut db) = crate::db::connect("sqlite://:memory:").unwrap();
+        let mut conn = db.conn();
+        let report = shipped::load(&mut conn).unwrap();
+        assert_eq!(report.created, 1 + 12 + 200 + 75);
+        assert_eq!(report.linked, 202);
+        assert_eq!(areas::count(&mut conn).unwrap(), 288);
+
+        let csv = "level,code,name,parent_code,valid_from,valid_to\nhamlet,H1,Bản Một,04111,,2025-06-30\nhamlet,H1,Bản Một,04123,2025-07-01,\n";
+        let report = apply_rows(&mut conn, &parse_csv(csv.as_bytes()).unwrap()).unwrap();
+        assert_eq!((report.created, report.updated, report.linked), (2, 0, 1));
+        // Importing the same rows again updates them and links nothing new.
+        let report = apply_rows(&mut conn, &parse_csv(csv.as_bytes()).unwrap()).unwrap();
+        assert_eq!((report.created, report.updated, report.linked), (0, 2, 0));
+        let before = NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
+        let after = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
+        let old = areas::find_on(&mut conn, "H1", before).unwrap().unwrap();
+        let new = areas::find_on(&mut conn, "H1", after).unwrap().unwrap();
+        assert_eq!(
+            areas::get(&mut conn, old.parent_id.unwrap()).unwrap().name,
+            "Xã Mường Bằng"
+        );
+        assert_eq!(
+            areas::get(&mut conn, new.parent_id.unwrap()).unwrap().name,
+            "Xã Chiềng Mung"
+        );
+        assert_eq!(areas::successors(&mut conn, old.id).unwrap(), [new.clone()]);
+
+        // A hamlet under a district, or under a commune that does not exist on its dates.
+        for (csv, expected) in [
+            (
+                "level,code,name,parent_code,valid_to\nhamlet,H2,X,123,2025-06-30\n",
+                "cannot hold a hamlet",
+            ),
+            (
+                "level,code,name,parent_code,valid_from\nhamlet,H2,X,04111,2025-07-01\n",
+                "no area valid over the whole period 2025-07-01 to now",
+            ),
+            ("level,code,name\ncommune,H3,X\n", "needs a parent_code"),
+            (
+                "level,code,name,parent_code,valid_to\nhamlet,03646,X,03646,2025-06-30\n",
+                "already names",
+            ),
+        ] {
+            let err = apply_rows(&mut conn, &parse_csv(csv.as_bytes()).unwrap()).unwrap_err();
+            assert!(err.to_string().contains(expected), "{csv}: {err}");
+        }
     }
 }
