@@ -665,7 +665,7 @@ mod db_tests {
             areas::get(&mut conn, new.parent_id.unwrap()).unwrap().name,
             "Xã Chiềng Mung"
         );
-        assert_eq!(areas::successors(&mut conn, old.id).unwrap(), [new.clone()]);
+        assert_eq!(areas::successors(&mut conn, old.id).unwrap(), [new]);
 
         // A hamlet under a district, or under a commune that does not exist on its dates.
         for (csv, expected) in [
