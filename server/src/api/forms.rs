@@ -21,6 +21,11 @@ const MAX_FORM_BYTES: usize = 20 * 1024 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
+        web::resource("/forms/convert")
+            .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
+            .route(web::post().to(convert)),
+    )
+    .service(
         web::resource("/forms")
             .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
             .route(web::get().to(list))
@@ -384,4 +389,49 @@ async fn download_xform(
     Ok(HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
         .body(xml))
+}
+
+#[derive(Serialize)]
+struct Preview {
+    form_id: String,
+    version: String,
+    version_derived: bool,
+    warnings: Vec<Detail>,
+    media: Vec<String>,
+    xform: String,
+}
+
+/// Converts a workbook and shows the result without storing anything: a designer's check
+/// before using up a version number.
+async fn convert(
+    req: HttpRequest,
+    user: ApiUser,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if xlsform::sniff(&body, content_type).is_none() {
+        return Err(AppError::bad_request(
+            "not_a_workbook",
+            "send an XLSForm workbook (.xlsx, .xls or .ods) as the request body",
+        ));
+    }
+    let fallback = fallback_name(&req, upload_filename(&req).as_deref());
+    let version = xlsform::time_version(chrono::Utc::now());
+    let conversion = web::block(move || {
+        let workbook = xlsform::read(&body)?;
+        xlsform::convert(&workbook, fallback.as_deref(), version)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(Preview {
+        form_id: conversion.form_id,
+        version: conversion.version,
+        version_derived: conversion.version_derived,
+        warnings: conversion.warnings,
+        media: conversion.media.into_iter().map(|(name, _)| name).collect(),
+        xform: String::from_utf8_lossy(&conversion.xform).into_owned(),
+    }))
 }

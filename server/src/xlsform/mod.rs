@@ -3,8 +3,9 @@
 //! needed.
 //!
 //! The promise is pyxform's output exactly: phones get what pyxform 4.5.0 would have generated
-//! from the same workbook. rxform gets most forms right; [`parity`] corrects the two places where
-//! it is known to differ (relative references inside repeats, and the order of `<itext>` entries)
+//! from the same workbook. rxform gets most forms right; [`parity`] corrects the places where it is
+//! known to differ (relative references inside repeats, the order of `<itext>` entries, untagged
+//! columns in translated forms)
 //! and refuses, with the cell to blame, the few constructs whose output it cannot vouch for.
 //! Conversion has no I/O: bytes in, XForm bytes out.
 
@@ -134,8 +135,8 @@ impl From<ConvertError> for crate::error::AppError {
     }
 }
 
-/// "[sheet 'survey', row 3, column 'type'] unknown question type" for the top-level message.
-fn describe(d: &Detail) -> String {
+/// "[sheet 'survey', row 3, column 'type'] unknown question type": a detail in one line.
+pub fn describe(d: &Detail) -> String {
     let mut at = Vec::new();
     if let Some(s) = &d.sheet {
         at.push(format!("sheet '{s}'"));
@@ -280,6 +281,7 @@ fn convert_unguarded(
     };
     let mut survey = rxform::parser::parse(&workbook, &fallback)?;
     parity::refuse_unsupported(&survey, &workbook)?;
+    parity::default_language_keys(&mut survey);
     parity::relative_references(&mut survey)?;
     let xml = rxform::xform::generate(&survey)?;
     let xml = parity::relative_outputs(&xml, &survey)?;

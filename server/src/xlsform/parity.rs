@@ -15,7 +15,9 @@
 //!    in the order they first appear; rxform uses one order for every language and puts the
 //!    default language first. [`itext_order`] moves rxform's `<text>` and `<translation>`
 //!    elements, byte ranges unchanged, into pyxform's order.
-//! 3. Constructs whose pyxform output rxform does not reproduce and that are not corrected here
+//! 3. **Untagged columns in translated forms.** pyxform files them under the default language;
+//!    rxform makes a language called "default" of them ([`default_language_keys`]).
+//! 4. Constructs whose pyxform output rxform does not reproduce and that are not corrected here
 //!    — a repeat inside a repeat (pyxform adds a `jr:template` copy), a constraint or required
 //!    message with a `${reference}` in a form without translations (pyxform routes it through
 //!    itext), `indexed-repeat()` or a default or trigger that would need a relative reference,
@@ -84,6 +86,14 @@ fn check_question(q: &Question) -> Result<(), ConvertError> {
             )));
         }
     }
+    if q.qtype == "rank" && q.select.is_none() {
+        return Err(ConvertError::invalid(detail(
+            "survey",
+            Some(q.row),
+            Some("type"),
+            "rank needs the name of its choice list, e.g. 'rank priorities'",
+        )));
+    }
     if let Some(px) = q.parameters.get("max-pixels") {
         if px.parse::<i64>().is_err() {
             return Err(ConvertError::invalid(detail(
@@ -95,6 +105,59 @@ fn check_question(q: &Question) -> Result<(), ConvertError> {
         }
     }
     Ok(())
+}
+
+/// pyxform files text from untagged columns under the declared default language: always for
+/// media, and for other columns when the same cell also has tagged translations. rxform keeps
+/// them under a language of their own, "default", which would add a `<translation
+/// lang="default">` pyxform does not write.
+pub fn default_language_keys(survey: &mut Survey) {
+    let Some(lang) = survey.settings.default_language.clone() else {
+        return;
+    };
+    if lang == DEFAULT_LANG {
+        return;
+    }
+    let rename = |map: &mut Translated, always: bool| {
+        if (always || map.len() > 1) && !map.contains_key(&lang) {
+            if let Some(text) = map.remove(DEFAULT_LANG) {
+                map.insert(lang.clone(), text);
+            }
+        }
+    };
+    fn walk(items: &mut [Item], rename: &dyn Fn(&mut Translated, bool)) {
+        for item in items {
+            match item {
+                Item::Question(q) => {
+                    for map in [
+                        &mut q.label,
+                        &mut q.hint,
+                        &mut q.guidance_hint,
+                        &mut q.constraint_message,
+                        &mut q.required_message,
+                    ] {
+                        rename(map, false);
+                    }
+                    for map in q.media.values_mut() {
+                        rename(map, true);
+                    }
+                }
+                Item::Section(s) => {
+                    rename(&mut s.label, false);
+                    walk(&mut s.children, rename);
+                }
+            }
+        }
+    }
+    walk(&mut survey.items, &rename);
+    for list in &mut survey.choice_lists {
+        for choice in &mut list.choices {
+            rename(&mut choice.label, false);
+            for map in choice.media.values_mut() {
+                rename(map, true);
+            }
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
