@@ -68,7 +68,12 @@ async fn convert(admin: &Admin, file: &Path) -> Value {
 /// trimmed, one line per element or text, in document order. Two XForms with the same lines
 /// are the same form whatever their formatting and attribute order.
 fn canonical(xml: &str, add_version: Option<&str>) -> Vec<String> {
-    fn walk(node: roxmltree::Node, depth: usize, version: &mut Option<String>, out: &mut Vec<String>) {
+    fn walk(
+        node: roxmltree::Node,
+        depth: usize,
+        version: &mut Option<String>,
+        out: &mut Vec<String>,
+    ) {
         for child in node.children() {
             if child.is_text() {
                 let text = child.text().unwrap_or_default().trim();
@@ -83,7 +88,14 @@ fn canonical(xml: &str, add_version: Option<&str>) -> Vec<String> {
             let tag = child.tag_name();
             let mut attrs: Vec<String> = child
                 .attributes()
-                .map(|a| format!("{{{}}}{}={:?}", a.namespace().unwrap_or(""), a.name(), a.value()))
+                .map(|a| {
+                    format!(
+                        "{{{}}}{}={:?}",
+                        a.namespace().unwrap_or(""),
+                        a.name(),
+                        a.value()
+                    )
+                })
                 .collect();
             // pyxform leaves out the version the server derives: add it where it belongs, on
             // the primary instance's root.
@@ -114,7 +126,11 @@ fn canonical(xml: &str, add_version: Option<&str>) -> Vec<String> {
 fn assert_same_form(ours: &str, pyxform: &str, add_version: Option<&str>, what: &str) {
     let (a, b) = (canonical(ours, None), canonical(pyxform, add_version));
     if a != b {
-        let at = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+        let at = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
         let from = at.saturating_sub(3);
         panic!(
             "{what}: the server's XForm differs from pyxform's at line {at}\nserver:\n{}\npyxform:\n{}",
@@ -159,14 +175,20 @@ async fn shipped_and_test_workbooks_convert_exactly_as_pyxform_does_and_pass_odk
         let preview = convert(&admin, &file).await;
         let ours = preview["xform"].as_str().expect("xform");
         let pyxform = String::from_utf8(tools.convert(&file)).expect("utf8");
-        let derived = (preview["version_derived"] == true).then(|| preview["version"].as_str().expect("version"));
+        let derived = (preview["version_derived"] == true)
+            .then(|| preview["version"].as_str().expect("version"));
         assert_same_form(ours, &pyxform, derived, &file.display().to_string());
         tools.validate(ours.as_bytes());
     }
     // pyxform does not read OpenDocument; the .ods holds the same form as the .xlsx beside it.
     let ods = convert(&admin, &good("xls_format.ods")).await;
     let pyxform = String::from_utf8(tools.convert(&good("xls_format.xlsx"))).expect("utf8");
-    assert_same_form(ods["xform"].as_str().expect("xform"), &pyxform, None, "xls_format.ods");
+    assert_same_form(
+        ods["xform"].as_str().expect("xform"),
+        &pyxform,
+        None,
+        "xls_format.ods",
+    );
 }
 
 #[tokio::test]
@@ -194,8 +216,14 @@ async fn an_uploaded_workbook_is_stored_with_its_xform_and_can_be_downloaded_aga
         .expect("source");
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], XLSX);
-    let disposition = res.headers()["content-disposition"].to_str().expect("ascii").to_string();
-    assert!(disposition.contains("attachment") && disposition.contains("groups_repeats.xlsx"), "{disposition}");
+    let disposition = res.headers()["content-disposition"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        disposition.contains("attachment") && disposition.contains("groups_repeats.xlsx"),
+        "{disposition}"
+    );
     assert_eq!(res.bytes().await.expect("bytes").to_vec(), workbook);
 
     // Phones get the generated XForm, and its md5 is the md5 of exactly those bytes.
@@ -210,7 +238,9 @@ async fn an_uploaded_workbook_is_stored_with_its_xform_and_can_be_downloaded_aga
         .to_vec();
     assert_eq!(body["md5"], md5_hex(&xform).as_str());
     let collect = {
-        admin.create_user("lan", "lan-password-1", "collector").await;
+        admin
+            .create_user("lan", "lan-password-1", "collector")
+            .await;
         collector(&server)
     };
     let list = collect.get("/formList").await.text().await.expect("list");
@@ -237,7 +267,10 @@ async fn an_uploaded_workbook_is_stored_with_its_xform_and_can_be_downloaded_aga
         .expect("source");
     assert_eq!(res.status(), 404);
     let (status, _) = admin
-        .upload_form(&std::fs::read(fixture("forms/all_features.xml")).expect("xml"), false)
+        .upload_form(
+            &std::fs::read(fixture("forms/all_features.xml")).expect("xml"),
+            false,
+        )
         .await;
     assert_eq!(status, 201);
     let res = admin
@@ -284,9 +317,20 @@ async fn a_workbook_without_a_version_gets_one_from_the_upload_hour() {
     let (status, first) = upload(&admin, &good("versionless.xlsx"), false).await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["version_derived"], true);
-    let v1: u64 = first["version"].as_str().expect("version").parse().expect("a number");
-    assert_eq!(first["version"].as_str().map(str::len), Some(10), "yyyymmddHH");
-    assert!(v1 >= before, "{v1} is the upload hour in Vietnam, at or after {before}");
+    let v1: u64 = first["version"]
+        .as_str()
+        .expect("version")
+        .parse()
+        .expect("a number");
+    assert_eq!(
+        first["version"].as_str().map(str::len),
+        Some(10),
+        "yyyymmddHH"
+    );
+    assert!(
+        v1 >= before,
+        "{v1} is the upload hour in Vietnam, at or after {before}"
+    );
 
     // The same workbook again is the same form; a changed one gets a later version.
     let (status, again) = upload(&admin, &good("versionless.xlsx"), false).await;
@@ -294,7 +338,11 @@ async fn a_workbook_without_a_version_gets_one_from_the_upload_hour() {
     assert_eq!(again["version"], first["version"]);
     let (status, second) = upload(&admin, &good("versionless_changed.xlsx"), false).await;
     assert_eq!(status, 201, "{second}");
-    let v2: u64 = second["version"].as_str().expect("version").parse().expect("a number");
+    let v2: u64 = second["version"]
+        .as_str()
+        .expect("version")
+        .parse()
+        .expect("a number");
     assert!(v2 > v1, "{v2} after {v1}");
     let versions = admin.json("/api/v1/forms/versionless/versions").await;
     assert_eq!(versions.as_array().map(Vec::len), Some(2));
@@ -346,11 +394,15 @@ async fn broken_workbooks_are_refused_with_the_cell_to_fix_and_nothing_is_stored
         assert_eq!(detail["row"], row, "{name}: {body}");
         assert_eq!(detail["column"], column, "{name}: {body}");
         assert!(
-            detail["message"].as_str().is_some_and(|m| m.contains(mentions)),
+            detail["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(mentions)),
             "{name}: {body}"
         );
         assert!(
-            error["message"].as_str().is_some_and(|m| m.contains(&format!("row {row}"))),
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("row {row}"))),
             "{name}: {body}"
         );
         // The preview reports the same.
@@ -369,7 +421,11 @@ async fn broken_workbooks_are_refused_with_the_cell_to_fix_and_nothing_is_stored
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["error"]["code"], "invalid_xlsform");
-    assert_eq!(admin.json("/api/v1/forms").await, before, "nothing was stored");
+    assert_eq!(
+        admin.json("/api/v1/forms").await,
+        before,
+        "nothing was stored"
+    );
 }
 
 #[tokio::test]
@@ -377,8 +433,18 @@ async fn pyxform_rejects_every_broken_workbook_too() {
     let Some(tools) = Tools::find("pyxform_rejects_every_broken_workbook_too") else {
         return;
     };
-    for name in ["missing_name", "unknown_type", "bad_choice_list", "duplicate_choice", "duplicate_names", "broken_reference"] {
-        let out = tempfile::Builder::new().suffix(".xml").tempfile().expect("temp");
+    for name in [
+        "missing_name",
+        "unknown_type",
+        "bad_choice_list",
+        "duplicate_choice",
+        "duplicate_names",
+        "broken_reference",
+    ] {
+        let out = tempfile::Builder::new()
+            .suffix(".xml")
+            .tempfile()
+            .expect("temp");
         let status = std::process::Command::new(tools.xls2xform())
             .arg("--skip_validate")
             .arg(broken(name))
@@ -401,7 +467,9 @@ async fn warnings_come_back_beside_a_successful_upload() {
         warnings.iter().any(|w| w["sheet"] == "survey"
             && w["row"] == 10
             && w["column"] == "parameters"
-            && w["message"].as_str().is_some_and(|m| m.contains("max-pixels"))),
+            && w["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("max-pixels"))),
         "{body}"
     );
     let (status, body) = upload(&admin, &good("groups_repeats.xlsx"), false).await;
@@ -418,7 +486,9 @@ async fn a_javarosa_submission_to_a_form_uploaded_as_xlsform_is_accepted() {
     let admin = server.admin().await;
     let (status, body) = upload(&admin, &good("multilingual.xlsx"), true).await;
     assert_eq!(status, 201, "{body}");
-    admin.create_user("lan", "lan-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
     let collect = collector(&server);
     let form = collect
         .get("/forms/multilingual/2025080101/form.xml")
@@ -444,7 +514,10 @@ async fn a_javarosa_submission_to_a_form_uploaded_as_xlsform_is_accepted() {
     assert_eq!(s["form_id"], "multilingual");
     assert_eq!(s["form_version"], "2025080101");
     assert_eq!(s["fields"]["identity/birth_year"], 1994);
-    assert_eq!(s["fields"]["identity/services"], serde_json::json!(["anc", "delivery"]));
+    assert_eq!(
+        s["fields"]["identity/services"],
+        serde_json::json!(["anc", "delivery"])
+    );
 }
 
 #[tokio::test]
@@ -452,14 +525,29 @@ async fn the_command_line_adds_workbooks_and_reports_mistakes() {
     let server = Server::start().await;
     let admin = server.admin().await;
     let out = server.cli(
-        &["form", "add", good("geo_media.xlsx").to_str().expect("path"), "--publish"],
+        &[
+            "form",
+            "add",
+            good("geo_media.xlsx").to_str().expect("path"),
+            "--publish",
+        ],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("Added form 'geo_media' version '2025080101'"), "{stdout}");
-    assert!(stderr.contains("row 10") && stderr.contains("max-pixels"), "{stderr}");
+    assert!(
+        stdout.contains("Added form 'geo_media' version '2025080101'"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("row 10") && stderr.contains("max-pixels"),
+        "{stderr}"
+    );
     let versions = admin.json("/api/v1/forms/geo_media/versions").await;
     assert_eq!(versions[0]["state"], "open");
     let res = admin
@@ -470,7 +558,11 @@ async fn the_command_line_adds_workbooks_and_reports_mistakes() {
     assert_eq!(res.status(), 200);
 
     let out = server.cli(
-        &["form", "add", broken("unknown_type").to_str().expect("path")],
+        &[
+            "form",
+            "add",
+            broken("unknown_type").to_str().expect("path"),
+        ],
         None,
     );
     assert!(!out.status.success());

@@ -161,9 +161,8 @@ impl ResponseError for AppError {
         let mut builder = HttpResponse::build(status);
         self.add_challenges(&mut builder);
         match self {
-            AppError::Detailed { details, .. } => builder.json(
-                json!({ "error": { "code": code, "message": message, "details": details } }),
-            ),
+            AppError::Detailed { details, .. } => builder
+                .json(json!({ "error": { "code": code, "message": message, "details": details } })),
             _ => builder.json(json!({ "error": { "code": code, "message": message } })),
         }
     }

@@ -136,7 +136,10 @@ fn add_form(file: &std::path::Path, publish: bool, db: &DatabaseArgs) -> anyhow:
         return Ok(());
     };
     let workbook = xlsform::read(&bytes).map_err(fieldtally::error::AppError::from)?;
-    let filename = file.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let filename = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string);
     let stem = file.file_stem().and_then(|n| n.to_str());
     let blobs = fieldtally::blobs::Blobs::open(&db.data_dir)?;
     let first = xlsform::time_version(chrono::Utc::now());
@@ -177,7 +180,9 @@ fn add_form(file: &std::path::Path, publish: bool, db: &DatabaseArgs) -> anyhow:
         report(&upload.version, upload.created);
         return Ok(());
     }
-    anyhow::bail!("every version derived from this hour is taken; set `version` in the settings sheet")
+    anyhow::bail!(
+        "every version derived from this hour is taken; set `version` in the settings sheet"
+    )
 }
 
 fn report(v: &fieldtally::forms::FormVersionInfo, created: bool) {

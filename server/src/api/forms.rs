@@ -227,7 +227,11 @@ fn upload_filename(req: &HttpRequest) -> Option<String> {
         cd.get_filename_ext()
             .and_then(|ext| String::from_utf8(ext.value.clone()).ok())
     })?;
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default().to_string();
+    let base = name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
     forms::validate_media_name(&base).ok().map(|_| base)
 }
 
@@ -300,9 +304,7 @@ async fn upload_workbook(
         let xform = conversion.xform.clone();
         let stored = state
             .db
-            .write(move |conn| {
-                forms::add_generated_version(conn, &xform, &source, &media, publish)
-            })
+            .write(move |conn| forms::add_generated_version(conn, &xform, &source, &media, publish))
             .await;
         let (upload, source) = match stored {
             Err(AppError::Client {
@@ -355,7 +357,13 @@ async fn download_source(
 fn attachment(name: &str) -> ContentDisposition {
     let ascii: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut parameters = vec![DispositionParam::Filename(ascii.clone())];
     if ascii != name {

@@ -196,7 +196,9 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, ConvertError>) -> Result<T, ConvertE
             sheet: None,
             row: None,
             column: None,
-            message: "the workbook could not be read; save it again from Excel or LibreOffice as .xlsx".into(),
+            message:
+                "the workbook could not be read; save it again from Excel or LibreOffice as .xlsx"
+                    .into(),
         }))
     })
 }
@@ -242,8 +244,6 @@ pub fn time_version(at: DateTime<Utc>) -> u64 {
         .parse()
         .unwrap_or_default()
 }
-
-
 
 /// Converts a workbook. `fallback_name` (the uploaded file's name without extension) stands in
 /// for the form id and title when the settings sheet has none, as with pyxform. When the
@@ -336,7 +336,11 @@ mod tests {
         )
     }
 
-    pub(super) fn workbook(survey: &[&[&str]], choices: &[&[&str]], settings: &[&[&str]]) -> Workbook {
+    pub(super) fn workbook(
+        survey: &[&[&str]],
+        choices: &[&[&str]],
+        settings: &[&[&str]],
+    ) -> Workbook {
         Workbook {
             survey: sheet(survey),
             choices: sheet(choices),
@@ -354,7 +358,10 @@ mod tests {
     fn workbooks_are_recognised_by_content_type_or_signature() {
         assert_eq!(sniff(b"anything", Some(XLSX_TYPE)), Some(Format::Xlsx));
         assert_eq!(
-            sniff(b"anything", Some("application/vnd.ms-excel; charset=binary")),
+            sniff(
+                b"anything",
+                Some("application/vnd.ms-excel; charset=binary")
+            ),
             Some(Format::Xls)
         );
         assert_eq!(sniff(b"anything", Some(ODS_TYPE)), Some(Format::Ods));
@@ -367,7 +374,10 @@ mod tests {
             sniff(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0], None),
             Some(Format::Xls)
         );
-        assert_eq!(sniff(b"<?xml version='1.0'?><h:html/>", Some("text/xml")), None);
+        assert_eq!(
+            sniff(b"<?xml version='1.0'?><h:html/>", Some("text/xml")),
+            None
+        );
         assert_eq!(sniff(b"", None), None);
         // A zip whose first entry is the OpenDocument mimetype, as LibreOffice writes it.
         let mut ods = b"PK\x03\x04".to_vec();
@@ -384,7 +394,11 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2025-08-01T20:30:00Z")
             .expect("time")
             .with_timezone(&Utc);
-        assert_eq!(time_version(at), 2025080203, "20:30 UTC is 03:30 the next day in Vietnam");
+        assert_eq!(
+            time_version(at),
+            2025080203,
+            "20:30 UTC is 03:30 the next day in Vietnam"
+        );
         assert!(time_version(at) < (1u64 << 31));
     }
 
@@ -410,8 +424,8 @@ mod tests {
         assert_eq!((c.version.as_str(), c.version_derived), ("7", false));
 
         // No settings sheet at all: the file name is the form id, as with pyxform.
-        let c = convert(&workbook(survey, &[], &[]), Some("household"), 2025080110)
-            .expect("converts");
+        let c =
+            convert(&workbook(survey, &[], &[]), Some("household"), 2025080110).expect("converts");
         assert_eq!(c.form_id, "household");
         assert_eq!(c.version, "2025080110");
     }
@@ -433,7 +447,11 @@ mod tests {
     fn mistakes_carry_sheet_row_and_column() {
         let e = convert(
             &workbook(
-                &[&["type", "name", "label"], &["text", "a", "A"], &["integr", "b", "B"]],
+                &[
+                    &["type", "name", "label"],
+                    &["text", "a", "A"],
+                    &["integr", "b", "B"],
+                ],
                 &[],
                 &[&["form_id"], &["f"]],
             ),
@@ -447,13 +465,21 @@ mod tests {
             (d.sheet.as_deref(), d.row, d.column.as_deref()),
             (Some("survey"), Some(3), Some("type"))
         );
-        assert!(d.message.contains("integr") && d.message.contains("integer"), "{}", d.message);
+        assert!(
+            d.message.contains("integr") && d.message.contains("integer"),
+            "{}",
+            d.message
+        );
         assert!(e.message.contains("row 3"), "{}", e.message);
     }
 
     #[test]
     fn bytes_that_are_not_a_workbook_are_an_error_not_a_panic() {
-        for junk in [&b"PK\x03\x04garbage"[..], &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 1, 2][..], b""] {
+        for junk in [
+            &b"PK\x03\x04garbage"[..],
+            &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 1, 2][..],
+            b"",
+        ] {
             let e = read(junk).expect_err("not a workbook");
             assert_eq!(e.code, "invalid_xlsform");
         }

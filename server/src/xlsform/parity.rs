@@ -27,9 +27,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
-use rxform::model::{
-    Item, Question, Section, SectionKind, Survey, Translated, DEFAULT_LANG,
-};
+use rxform::model::{Item, Question, Section, SectionKind, Survey, Translated, DEFAULT_LANG};
 use rxform::xls::Workbook;
 
 use super::{detail, ConvertError};
@@ -250,7 +248,8 @@ impl Tree {
     /// down to `target`.
     fn relative(&self, source: usize, target: usize) -> Option<(usize, String)> {
         let source_up = self.ancestors(source);
-        let target_up: HashSet<usize> = self.ancestors(target).into_iter().map(|(a, _)| a).collect();
+        let target_up: HashSet<usize> =
+            self.ancestors(target).into_iter().map(|(a, _)| a).collect();
         let shared = |(a, _): &&(usize, usize)| target_up.contains(a);
         source_up
             .iter()
@@ -341,7 +340,9 @@ fn rewrite(
             continue;
         };
         if expr.contains("indexed-repeat(") {
-            return Err(Refused("indexed-repeat() beside a reference within the same repeat"));
+            return Err(Refused(
+                "indexed-repeat() beside a reference within the same repeat",
+            ));
         }
         let current = use_current || in_instance_predicate(expr, &range);
         out.push_str(&expr[last..range.start]);
@@ -410,7 +411,12 @@ fn rewrite_items(
     Ok(())
 }
 
-fn rewrite_section(tree: &Tree, id: usize, s: &mut Section, flat: bool) -> Result<(), ConvertError> {
+fn rewrite_section(
+    tree: &Tree,
+    id: usize,
+    s: &mut Section,
+    flat: bool,
+) -> Result<(), ConvertError> {
     rewrite_field(tree, id, &mut s.relevant, false, s.row, "relevant", flat)?;
     if rewrite(tree, id, s.count.as_deref().unwrap_or_default(), false)
         .map_or(true, |r| r.is_some())
@@ -461,11 +467,17 @@ fn rewrite_question(
         )))
     };
     if uses_relative && q.trigger.is_some() {
-        return refuse("trigger", "a triggered calculation with a reference within the same repeat");
+        return refuse(
+            "trigger",
+            "a triggered calculation with a reference within the same repeat",
+        );
     }
     if let Some(default) = &q.default {
         if rewrite(tree, id, default, false).map_or(true, |r| r.is_some()) {
-            return refuse("default", "a default with a reference within the same repeat");
+            return refuse(
+                "default",
+                "a default with a reference within the same repeat",
+            );
         }
     }
     let attrs = q
@@ -475,7 +487,10 @@ fn rewrite_question(
         .chain(q.instance_attrs.iter().map(|(_, v)| v));
     for value in attrs {
         if rewrite(tree, id, value, false).map_or(true, |r| r.is_some()) {
-            return refuse("parameters", "a parameter or attribute with a reference within the same repeat");
+            return refuse(
+                "parameters",
+                "a parameter or attribute with a reference within the same repeat",
+            );
         }
     }
     Ok(())
@@ -486,7 +501,8 @@ fn rewrite_question(
 // ----------------------------------------------------------------------------------------------
 
 fn parse(xml: &str) -> Result<roxmltree::Document<'_>, ConvertError> {
-    roxmltree::Document::parse(xml).map_err(|e| internal(format!("the generated XForm does not parse: {e}")))
+    roxmltree::Document::parse(xml)
+        .map_err(|e| internal(format!("the generated XForm does not parse: {e}")))
 }
 
 fn internal(message: String) -> ConvertError {
@@ -514,7 +530,10 @@ pub fn relative_outputs(xml: &str, survey: &Survey) -> Result<String, ConvertErr
     let tree = Tree::new(survey);
     let doc = parse(xml)?;
     let mut edits = Vec::new();
-    for output in doc.descendants().filter(|n| n.has_tag_name((XFORMS_NS, "output"))) {
+    for output in doc
+        .descendants()
+        .filter(|n| n.has_tag_name((XFORMS_NS, "output")))
+    {
         let Some(attr) = output.attributes().find(|a| a.name() == "value") else {
             continue;
         };
@@ -523,16 +542,24 @@ pub fn relative_outputs(xml: &str, survey: &Survey) -> Result<String, ConvertErr
         };
         let context = output.ancestors().find_map(|a| {
             if a.has_tag_name((XFORMS_NS, "text")) {
-                return Some(a.attribute("id").and_then(|id| id.split_once(':')).map(|(p, _)| p));
+                return Some(
+                    a.attribute("id")
+                        .and_then(|id| id.split_once(':'))
+                        .map(|(p, _)| p),
+                );
             }
-            a.attribute("ref").or_else(|| a.attribute("nodeset")).map(Some)
+            a.attribute("ref")
+                .or_else(|| a.attribute("nodeset"))
+                .map(Some)
         });
         let Some(&context) = context.flatten().and_then(|c| tree.by_xpath.get(c)) else {
             continue;
         };
         if let Some((steps, path)) = tree.relative(context, target) {
             if survey.settings.flat {
-                return Err(internal("a label refers to a field within a repeat in a flat form".into()));
+                return Err(internal(
+                    "a label refers to a field within a repeat in a flat form".into(),
+                ));
             }
             edits.push((attr.range_value(), relative_text(steps, &path, false)));
         }
@@ -586,8 +613,16 @@ impl Texts<'_> {
 /// the legacy `label:English`, or an untagged `label`.
 fn header(raw: &str) -> (String, Option<String>) {
     const TRANSLATABLE: [&str; 10] = [
-        "label", "hint", "guidance_hint", "constraint_message", "constraining_message",
-        "required_message", "image", "big-image", "audio", "video",
+        "label",
+        "hint",
+        "guidance_hint",
+        "constraint_message",
+        "constraining_message",
+        "required_message",
+        "image",
+        "big-image",
+        "audio",
+        "video",
     ];
     let mut parts: Vec<&str> = raw.trim().split("::").map(str::trim).collect();
     if parts.len() > 1 && parts[0].eq_ignore_ascii_case("media") {
@@ -670,7 +705,10 @@ fn own_texts(texts: &Texts<'_>, lang: &str, ids: &HashSet<&str>) -> (Vec<String>
             let labelled = texts.tr(&choice.label, lang).is_some();
             let media = choice.media.values().any(|m| texts.tr(m, lang).is_some());
             if labelled {
-                seen((0, item, 0, texts.column(true, &["label"], lang)), &mut first);
+                seen(
+                    (0, item, 0, texts.column(true, &["label"], lang)),
+                    &mut first,
+                );
             }
             if media {
                 seen((0, item, 1, texts.column(true, &MEDIA, lang)), &mut first);
@@ -693,22 +731,34 @@ fn own_texts(texts: &Texts<'_>, lang: &str, ids: &HashSet<&str>) -> (Vec<String>
             (
                 "jr:constraintMsg",
                 0,
-                texts.tr(e.constraint_message.unwrap_or(&empty), lang).is_some(),
+                texts
+                    .tr(e.constraint_message.unwrap_or(&empty), lang)
+                    .is_some(),
                 &["constraint_message"],
             ),
             (
                 "jr:requiredMsg",
                 1,
-                texts.tr(e.required_message.unwrap_or(&empty), lang).is_some(),
+                texts
+                    .tr(e.required_message.unwrap_or(&empty), lang)
+                    .is_some(),
                 &["required_message"],
             ),
             ("label", 2, texts.tr(e.label, lang).is_some(), &["label"]),
-            ("hint", 3, hint_or_guidance(lang), &["hint", "guidance_hint"]),
+            (
+                "hint",
+                3,
+                hint_or_guidance(lang),
+                &["hint", "guidance_hint"],
+            ),
         ];
         for (key, rank, present, columns) in keys {
             let id = format!("{}:{key}", e.xpath);
             if present && ids.contains(id.as_str()) {
-                seen((1, index, rank, texts.column(false, columns, lang)), &mut first);
+                seen(
+                    (1, index, rank, texts.column(false, columns, lang)),
+                    &mut first,
+                );
                 own.push(id);
             }
         }
@@ -726,10 +776,7 @@ fn own_texts(texts: &Texts<'_>, lang: &str, ids: &HashSet<&str>) -> (Vec<String>
 }
 
 /// The ranges of an element's child elements with a given name, and the gaps between them.
-fn children<'a>(
-    node: roxmltree::Node<'a, 'a>,
-    name: &str,
-) -> Vec<roxmltree::Node<'a, 'a>> {
+fn children<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Vec<roxmltree::Node<'a, 'a>> {
     node.children()
         .filter(|c| c.has_tag_name((XFORMS_NS, name)))
         .collect()
@@ -750,9 +797,16 @@ fn permute(xml: &str, parts: &[Range<usize>], order: &[String]) -> String {
 
 /// Puts `<itext>` into pyxform's order: languages by first appearance, each language's texts
 /// as pyxform inserts them. Only the order changes: every `<text>` keeps its bytes.
-pub fn itext_order(xml: &str, survey: &Survey, workbook: &Workbook) -> Result<String, ConvertError> {
+pub fn itext_order(
+    xml: &str,
+    survey: &Survey,
+    workbook: &Workbook,
+) -> Result<String, ConvertError> {
     let doc = parse(xml)?;
-    let Some(itext) = doc.descendants().find(|n| n.has_tag_name((XFORMS_NS, "itext"))) else {
+    let Some(itext) = doc
+        .descendants()
+        .find(|n| n.has_tag_name((XFORMS_NS, "itext")))
+    else {
         return Ok(xml.to_string());
     };
     let texts = Texts {
@@ -799,7 +853,8 @@ pub fn itext_order(xml: &str, survey: &Survey, workbook: &Workbook) -> Result<St
             .collect();
         let by_id: HashMap<&str, &Range<usize>> =
             entries.iter().map(|(id, r)| (id.as_str(), r)).collect();
-        if wanted.len() != entries.len() || wanted.iter().any(|id| !by_id.contains_key(id.as_str())) {
+        if wanted.len() != entries.len() || wanted.iter().any(|id| !by_id.contains_key(id.as_str()))
+        {
             return Err(internal(format!(
                 "the translations of language '{lang}' could not be put in pyxform's order"
             )));
@@ -827,21 +882,35 @@ pub fn itext_order(xml: &str, survey: &Survey, workbook: &Workbook) -> Result<St
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{workbook, xml_of};
     use super::super::convert;
+    use super::super::tests::{workbook, xml_of};
 
     #[test]
     fn references_within_a_repeat_are_relative_as_in_pyxform() {
         let xml = xml_of(&workbook(
             &[
-                &["type", "name", "label", "relevant", "calculation", "choice_filter"],
+                &[
+                    "type",
+                    "name",
+                    "label",
+                    "relevant",
+                    "calculation",
+                    "choice_filter",
+                ],
                 &["integer", "outside", "Outside", "", "", ""],
                 &["begin repeat", "r", "R", "", "", ""],
                 &["select_one d", "d", "D", "", "", ""],
                 &["select_one c", "c", "C of ${d}", "", "", "dist=${d}"],
                 &["begin group", "g", "G", "${d} != ''", "", ""],
                 &["integer", "a", "A", "${outside} > 1", "", ""],
-                &["calculate", "l", "", "", "instance('d')/root/item[name=${d}]/label", ""],
+                &[
+                    "calculate",
+                    "l",
+                    "",
+                    "",
+                    "instance('d')/root/item[name=${d}]/label",
+                    "",
+                ],
                 &["calculate", "s", "", "", "${a} + ${l}", ""],
                 &["end group", "", "", "", "", ""],
                 &["end repeat", "", "", "", "", ""],
@@ -871,8 +940,19 @@ mod tests {
     fn itext_follows_pyxform_order() {
         let xml = xml_of(&workbook(
             &[
-                &["type", "name", "label::English (en)", "label::Tiếng Việt (vi)", "constraint", "constraint_message::English (en)", "constraint_message::Tiếng Việt (vi)", "hint::English (en)"],
-                &["integer", "a", "A", "A vi", ". > 0", "positive", "dương", "hint a"],
+                &[
+                    "type",
+                    "name",
+                    "label::English (en)",
+                    "label::Tiếng Việt (vi)",
+                    "constraint",
+                    "constraint_message::English (en)",
+                    "constraint_message::Tiếng Việt (vi)",
+                    "hint::English (en)",
+                ],
+                &[
+                    "integer", "a", "A", "A vi", ". > 0", "positive", "dương", "hint a",
+                ],
                 &["integer", "b", "B", "", "", "", "", ""],
             ],
             &[],
@@ -883,12 +963,28 @@ mod tests {
         assert!(en < vi, "English columns come first in the sheet");
         let pos = |s: &str, from: usize| xml[from..].find(s).map(|i| i + from).expect(s);
         // English: a's constraint message, label, hint, then b's label.
-        let ids = ["/data/a:jr:constraintMsg", "/data/a:label", "/data/a:hint", "/data/b:label"];
-        let en_pos: Vec<usize> = ids.iter().map(|id| pos(&format!("id=\"{id}\""), en)).collect();
+        let ids = [
+            "/data/a:jr:constraintMsg",
+            "/data/a:label",
+            "/data/a:hint",
+            "/data/b:label",
+        ];
+        let en_pos: Vec<usize> = ids
+            .iter()
+            .map(|id| pos(&format!("id=\"{id}\""), en))
+            .collect();
         assert!(en_pos.windows(2).all(|w| w[0] < w[1]), "{xml}");
         // Vietnamese has no hint and no label for b: those "-" fillers go last.
-        let vi_ids = ["/data/a:jr:constraintMsg", "/data/a:label", "/data/a:hint", "/data/b:label"];
-        let vi_pos: Vec<usize> = vi_ids.iter().map(|id| pos(&format!("id=\"{id}\""), vi)).collect();
+        let vi_ids = [
+            "/data/a:jr:constraintMsg",
+            "/data/a:label",
+            "/data/a:hint",
+            "/data/b:label",
+        ];
+        let vi_pos: Vec<usize> = vi_ids
+            .iter()
+            .map(|id| pos(&format!("id=\"{id}\""), vi))
+            .collect();
         assert!(vi_pos.windows(2).all(|w| w[0] < w[1]), "{xml}");
     }
 
@@ -921,7 +1017,12 @@ mod tests {
                     &["type", "name", "label", "calculation"],
                     &["begin repeat", "r", "R", ""],
                     &["text", "t", "T", ""],
-                    &["calculate", "c", "", "concat(${t}, indexed-repeat(${t}, ${r}, 1))"],
+                    &[
+                        "calculate",
+                        "c",
+                        "",
+                        "concat(${t}, indexed-repeat(${t}, ${r}, 1))",
+                    ],
                     &["end repeat", "", "", ""],
                 ],
                 4,

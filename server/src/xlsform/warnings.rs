@@ -108,8 +108,15 @@ fn has_language_code(lang: &str) -> bool {
 /// Columns translated into some languages but not others: phones show "-" for the gaps.
 fn missing_translations(sheet: &str, data: &Sheet, out: &mut Vec<Detail>) {
     const TRANSLATABLE: [&str; 9] = [
-        "label", "hint", "guidance_hint", "constraint_message", "required_message", "image",
-        "big-image", "audio", "video",
+        "label",
+        "hint",
+        "guidance_hint",
+        "constraint_message",
+        "required_message",
+        "image",
+        "big-image",
+        "audio",
+        "video",
     ];
     let mut by_language: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     let mut untagged: BTreeSet<&str> = BTreeSet::new();
@@ -124,7 +131,10 @@ fn missing_translations(sheet: &str, data: &Sheet, out: &mut Vec<Detail>) {
         };
         match parts.get(1) {
             Some(lang) => {
-                by_language.entry(lang.to_string()).or_default().insert(base);
+                by_language
+                    .entry(lang.to_string())
+                    .or_default()
+                    .insert(base);
             }
             None => {
                 untagged.insert(base);
@@ -164,14 +174,25 @@ mod tests {
         let c = convert(
             &workbook(
                 &[
-                    &["type", "name", "label::English (en)", "label::Vietnamese", "hint::English (en)"],
+                    &[
+                        "type",
+                        "name",
+                        "label::English (en)",
+                        "label::Vietnamese",
+                        "hint::English (en)",
+                    ],
                     &["image", "photo", "Photo", "Ảnh", ""],
                     &["image", "small", "Small", "Nhỏ", ""],
                     &["text", "Photo", "Again", "Lại", ""],
                     &["select_one yn", "q", "Q", "Q", ""],
                 ],
                 &[
-                    &["list_name", "name", "label::English (en)", "label::Vietnamese"],
+                    &[
+                        "list_name",
+                        "name",
+                        "label::English (en)",
+                        "label::Vietnamese",
+                    ],
                     &["yn", "yes", "Yes", "Có"],
                     &["yn", "no", "No", "Không"],
                 ],
@@ -182,11 +203,15 @@ mod tests {
         )
         .expect("converts with warnings");
         let has = |row: Option<usize>, column: Option<&str>, text: &str| {
-            c.warnings.iter().any(|w| {
-                w.row == row && w.column.as_deref() == column && w.message.contains(text)
-            })
+            c.warnings
+                .iter()
+                .any(|w| w.row == row && w.column.as_deref() == column && w.message.contains(text))
         };
-        assert!(has(Some(2), Some("parameters"), "max-pixels"), "{:?}", c.warnings);
+        assert!(
+            has(Some(2), Some("parameters"), "max-pixels"),
+            "{:?}",
+            c.warnings
+        );
         assert!(has(Some(4), Some("name"), "case"), "{:?}", c.warnings);
         assert!(has(Some(3), Some("label"), "no label"), "{:?}", c.warnings);
         assert!(has(None, None, "Vietnamese"), "{:?}", c.warnings);
@@ -195,7 +220,11 @@ mod tests {
         let c = convert(
             &workbook(
                 &[&["type", "name", "label"], &["select_one yn", "q", "Q"]],
-                &[&["list_name", "name", "label"], &["yn", "yes", "Yes"], &["yn", "no", ""]],
+                &[
+                    &["list_name", "name", "label"],
+                    &["yn", "yes", "Yes"],
+                    &["yn", "no", ""],
+                ],
                 &[&["form_id"], &["f"]],
             ),
             None,
@@ -203,7 +232,9 @@ mod tests {
         )
         .expect("converts with a warning");
         assert!(
-            c.warnings.iter().any(|w| w.sheet.as_deref() == Some("choices") && w.row == Some(3)),
+            c.warnings
+                .iter()
+                .any(|w| w.sheet.as_deref() == Some("choices") && w.row == Some(3)),
             "{:?}",
             c.warnings
         );
@@ -213,7 +244,10 @@ mod tests {
     fn a_clean_form_has_no_warnings() {
         let c = convert(
             &workbook(
-                &[&["type", "name", "label", "parameters"], &["image", "p", "P", "max-pixels=1024"]],
+                &[
+                    &["type", "name", "label", "parameters"],
+                    &["image", "p", "P", "max-pixels=1024"],
+                ],
                 &[],
                 &[&["form_id"], &["f"]],
             ),
