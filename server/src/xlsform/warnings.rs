@@ -185,6 +185,9 @@ mod tests {
                     &["image", "small", "Small", "Nhỏ", ""],
                     &["text", "Photo", "Again", "Lại", ""],
                     &["select_one yn", "q", "Q", "Q", ""],
+                    &["begin group", "g", "", "", ""],
+                    &["text", "in_g", "In", "Trong", ""],
+                    &["end group", "", "", "", ""],
                 ],
                 &[
                     &[
@@ -213,7 +216,7 @@ mod tests {
             c.warnings
         );
         assert!(has(Some(4), Some("name"), "case"), "{:?}", c.warnings);
-        assert!(has(Some(3), Some("label"), "no label"), "{:?}", c.warnings);
+        assert!(has(Some(6), Some("label"), "no label"), "{:?}", c.warnings);
         assert!(has(None, None, "Vietnamese"), "{:?}", c.warnings);
         assert!(has(Some(1), None, "hint"), "{:?}", c.warnings);
 
