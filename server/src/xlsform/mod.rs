@@ -280,7 +280,7 @@ fn convert_unguarded(
         }
     };
     let mut survey = rxform::parser::parse(&workbook, &fallback)?;
-    parity::refuse_unsupported(&survey, &workbook)?;
+    parity::refuse_unsupported(&survey)?;
     parity::default_language_keys(&mut survey);
     parity::relative_references(&mut survey)?;
     let xml = rxform::xform::generate(&survey)?;
@@ -471,6 +471,35 @@ mod tests {
             d.message
         );
         assert!(e.message.contains("row 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn external_choices_become_an_itemsets_media_file() {
+        let mut wb = workbook(
+            &[
+                &["type", "name", "label", "choice_filter"],
+                &["select_one district", "district", "District", ""],
+                &[
+                    "select_one_external commune",
+                    "commune",
+                    "Commune",
+                    "district=${district}",
+                ],
+            ],
+            &[
+                &["list_name", "name", "label"],
+                &["district", "ml", "Mường La"],
+            ],
+            &[&["form_id"], &["f"]],
+        );
+        wb.external_choices = sheet(&[
+            &["list_name", "name", "label", "district"],
+            &["commune", "nc", "Ngọc Chiến", "ml"],
+        ]);
+        let c = convert(&wb, None, 1).expect("converts");
+        let (name, csv) = c.media.first().expect("itemsets.csv");
+        assert_eq!(name, "itemsets.csv");
+        assert!(String::from_utf8_lossy(csv).contains("Ngọc Chiến"));
     }
 
     #[test]

@@ -35,8 +35,7 @@ use super::{detail, ConvertError};
 const XFORMS_NS: &str = "http://www.w3.org/2002/xforms";
 
 /// Refuses what pyxform would turn into something rxform does not write.
-pub fn refuse_unsupported(survey: &Survey, workbook: &Workbook) -> Result<(), ConvertError> {
-    let _ = workbook;
+pub fn refuse_unsupported(survey: &Survey) -> Result<(), ConvertError> {
     fn walk(items: &[Item], in_repeat: bool) -> Result<(), ConvertError> {
         for item in items {
             match item {
@@ -775,7 +774,7 @@ fn own_texts(texts: &Texts<'_>, lang: &str, ids: &HashSet<&str>) -> (Vec<String>
     (own, first)
 }
 
-/// The ranges of an element's child elements with a given name, and the gaps between them.
+/// An element's child elements with a given name (in the XForms namespace).
 fn children<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Vec<roxmltree::Node<'a, 'a>> {
     node.children()
         .filter(|c| c.has_tag_name((XFORMS_NS, name)))
