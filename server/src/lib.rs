@@ -19,6 +19,7 @@ pub mod settings;
 pub mod state;
 pub mod submissions;
 pub mod users;
+pub mod xlsform;
 
 use std::sync::Arc;
 

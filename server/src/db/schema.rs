@@ -163,6 +163,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    form_sources (form_version_id) {
+        form_version_id -> BigInt,
+        filename -> Nullable<Text>,
+        format -> Text,
+        content_type -> Text,
+        bytes -> Binary,
+        size -> BigInt,
+        sha256 -> Text,
+        warnings -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(app_keys -> users (user_id));
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(form_media -> form_versions (form_version_id));
@@ -170,6 +184,7 @@ diesel::joinable!(submission_versions -> submissions (submission_id));
 diesel::joinable!(attachments -> submission_versions (version_id));
 diesel::joinable!(submission_flags -> submission_versions (version_id));
 diesel::joinable!(hamlet_assignments -> users (user_id));
+diesel::joinable!(form_sources -> form_versions (form_version_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
@@ -186,4 +201,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     area_successions,
     hamlet_assignments,
     submission_flags,
+    form_sources,
 );
