@@ -2,6 +2,7 @@
 //! submissions, review and indicators, on SQLite or PostgreSQL.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod config;
@@ -9,9 +10,13 @@ pub mod db;
 pub mod error;
 pub mod forms;
 pub mod openrosa;
+pub mod photos;
+pub mod review;
+pub mod scope;
 pub mod settings;
 pub mod state;
 pub mod submissions;
+pub mod ui;
 pub mod users;
 
 use std::sync::Arc;
@@ -125,6 +130,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             })
             .configure(api::routes)
+            .configure(ui::routes)
             .configure(|cfg| openrosa::routes(cfg, max_submission))
     });
     let server = match args.workers {

@@ -1,8 +1,9 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer access tokens.
 
+mod audit;
 mod auth;
 mod forms;
-mod submissions;
+pub(crate) mod submissions;
 mod users;
 
 use actix_web::web;
@@ -19,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(forms::routes)
             .configure(users::routes)
             .configure(submissions::routes)
+            .configure(audit::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",
