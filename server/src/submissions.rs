@@ -583,7 +583,8 @@ fn flatten(
     }
 }
 
-/// The answers that differ between two versions' stored fields.
+/// The answers that differ between two versions' stored fields; `meta/` (instanceID,
+/// deprecatedID) differs in every edit by definition and is left out.
 pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change> {
     let (mut a, mut b) = (Default::default(), Default::default());
     flatten(before, "", &mut a);
@@ -593,7 +594,7 @@ pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change
     paths.dedup();
     paths
         .into_iter()
-        .filter(|p| a.get(*p) != b.get(*p))
+        .filter(|p| !p.starts_with("meta/") && a.get(*p) != b.get(*p))
         .map(|p| Change {
             path: p.clone(),
             before: a.get(p).cloned(),
@@ -798,9 +799,9 @@ mod tests {
 
     #[test]
     fn diff_lists_changed_added_and_removed_answers_with_repeat_items_numbered() {
-        let before = json!({"a": 1, "sel": ["x", "y"], "g/b": "same", "gone": "v",
+        let before = json!({"a": 1, "sel": ["x", "y"], "g/b": "same", "gone": "v", "meta/instanceID": "uuid:1",
             "members": [{"name": "A", "age": 40}, {"name": "B", "age": 39}]});
-        let after = json!({"a": 2, "sel": ["x", "y"], "g/b": "same", "new": "n",
+        let after = json!({"a": 2, "sel": ["x", "y"], "g/b": "same", "new": "n", "meta/instanceID": "uuid:2",
             "members": [{"name": "A", "age": 41}, {"name": "B", "age": 39}]});
         let d = diff(&before, &after);
         let show: Vec<(&str, Option<&str>, Option<&str>)> = d
