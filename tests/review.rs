@@ -506,7 +506,7 @@ async fn the_page_protects_its_session_and_its_forms() {
     );
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     assert_eq!(page.headers()["cache-control"], "no-store");
     let html = page.text().await.expect("html");
     assert!(html.contains("<html lang=\"vi\""), "Vietnamese by default");

@@ -172,7 +172,7 @@ fn build(geojson: &str) -> Map {
                     .trim_start_matches("Thành phố ");
                 let _ = write!(
                     labels,
-                    r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-family="sans-serif" font-size="16" fill="#6d5a8c">{}</text>"##,
+                    r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-family="sans-serif" font-size="26" fill="#6d5a8c">{}</text>"##,
                     sx / n,
                     sy / n,
                     escape(name)

@@ -38,7 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     DefaultHeaders::new()
                         .add((header::CONTENT_SECURITY_POLICY, CSP))
                         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                        .add((header::REFERRER_POLICY, "no-referrer"))
+                        .add((header::REFERRER_POLICY, "same-origin"))
                         .add((header::X_FRAME_OPTIONS, "DENY"))
                         .add((header::CACHE_CONTROL, "no-store")),
                 )

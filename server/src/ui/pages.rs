@@ -191,7 +191,7 @@ pub fn queue(
             } @else {
                 table.queue {
                     thead { tr {
-                        @if reviewer { th.check { input #select-all type="checkbox" aria-label=(lang.t("Chọn tất cả", "Select all")); } }
+                        @if reviewer { th.check {} }
                         th { (lang.t("Nhận lúc", "Received")) }
                         th { (lang.t("Biểu mẫu", "Form")) }
                         th { (lang.t("Người gửi", "Collector")) }
@@ -217,6 +217,9 @@ pub fn queue(
             @if reviewer {
                 fieldset.bulkbar {
                     legend { (lang.t("Duyệt hàng loạt", "Bulk review")) }
+                    @if !rows.is_empty() {
+                        label.all { input #select-all type="checkbox"; (lang.t("Chọn tất cả phiếu trên trang này", "Select every submission on this page")) }
+                    }
                     select name="state" aria-label=(lang.t("Quyết định", "Decision")) {
                         @for s in DECISIONS { option value=(s.as_str()) { (state_label(s.as_str(), lang)) } }
                     }
@@ -491,13 +494,43 @@ fn fields(lang: Lang, data: &DetailData) -> Markup {
                             }
                         }
                         tr {
-                            th { (data.labels.label(&f.path, lang.code()).unwrap_or(&f.path)) }
+                            th { (field_label(data, &f.path, lang)) }
                             td { (value(lang, data, &f.path, &f.kind, values.get(&f.path))) }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// A question's label; pyxform's metadata questions have none, so they get names here.
+fn field_label<'a>(data: &'a DetailData, path: &'a str, lang: Lang) -> &'a str {
+    if let Some(l) = data.labels.label(path, lang.code()) {
+        return l;
+    }
+    match path {
+        "start" => lang.t("Bắt đầu điền", "Started"),
+        "end" => lang.t("Điền xong", "Finished"),
+        "today" => lang.t("Ngày điền", "Day filled in"),
+        "start_geopoint" | "start-geopoint" => {
+            lang.t("Vị trí khi mở phiếu", "Location when opened")
+        }
+        "deviceid" => lang.t("Mã thiết bị", "Device"),
+        _ => path,
+    }
+}
+
+/// `"21.3256 103.9188 650.0 8.5"` → `21.32560, 103.91880 · ± 9 m`.
+fn geopoint_text(text: &str) -> String {
+    let n: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    match n.as_slice() {
+        [lat, lon, _, acc, ..] => format!("{lat:.5}, {lon:.5} · ± {acc:.0} m"),
+        [lat, lon, ..] => format!("{lat:.5}, {lon:.5}"),
+        _ => text.to_string(),
     }
 }
 
@@ -563,6 +596,11 @@ fn value(lang: Lang, data: &DetailData, path: &str, kind: &FieldKind, v: Option<
                 })
                 .collect();
             html! { (words.join(", ")) }
+        }
+        (FieldKind::Geopoint, Some(v)) => html! { (geopoint_text(&text(v))) },
+        (FieldKind::Geotrace | FieldKind::Geoshape, Some(v)) => {
+            let points = text(v).split(';').filter(|p| !p.trim().is_empty()).count();
+            html! { (points) " " (lang.t("điểm", "points")) }
         }
         (FieldKind::Binary, Some(v)) => {
             let name = text(v);
