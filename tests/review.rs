@@ -614,3 +614,49 @@ async fn the_page_protects_its_session_and_its_forms() {
     let (status, _) = sign_in(&server, "officer", "wrong-password").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn the_queue_shows_the_newest_first_and_pages_by_key() {
+    let (server, admin) = server_with_forms().await;
+    admin
+        .create_user("officer", "officer-password", "province_officer")
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..53 {
+        ids.push(submit(&server, &format!("R{i}"), 3).await);
+    }
+    let (_, session) = sign_in(&server, "officer", "officer-password").await;
+    let session = session.expect("signed in");
+    let rows_of = |html: &str| -> Vec<String> {
+        html.split("name=\"ids\" value=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next().map(str::to_string))
+            .collect()
+    };
+    let first = session.get("/ui/queue").await.text().await.expect("html");
+    let page1 = rows_of(&first);
+    assert_eq!(page1.len(), 50);
+    assert_eq!(page1[0], ids[52], "newest first");
+    let older = first
+        .split("id=\"older\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a link to older submissions")
+        .replace("&amp;", "&");
+    let second = session.get(&older).await.text().await.expect("html");
+    let page2 = rows_of(&second);
+    assert_eq!(page2, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+    assert!(!second.contains("id=\"older\""), "no page after the last");
+    // Filters keep the paging: nothing approved yet.
+    let filtered = session
+        .get("/ui/queue?state=approved")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(rows_of(&filtered).is_empty());
+    let bad = session.get("/ui/queue?state=nonsense").await;
+    assert_eq!(bad.status(), 400);
+    let bad = session.get("/ui/queue?from=yesterday").await;
+    assert_eq!(bad.status(), 400);
+}

@@ -231,10 +231,35 @@ pub struct BulkFilter {
     /// Current review state.
     pub state: Option<String>,
     pub collector: Option<String>,
-    /// First day received (UTC), inclusive.
+    /// First day received (Vietnam time), inclusive.
     pub received_from: Option<NaiveDate>,
-    /// Last day received (UTC), inclusive.
+    /// Last day received (Vietnam time), inclusive.
     pub received_to: Option<NaiveDate>,
+}
+
+impl BulkFilter {
+    /// The received-time range in stored (UTC) time: `[from, until)`.
+    pub fn received_range(&self) -> (Option<NaiveDateTime>, Option<NaiveDateTime>) {
+        (
+            self.received_from.map(day_start_utc),
+            self.received_to
+                .and_then(|d| d.succ_opt())
+                .map(day_start_utc),
+        )
+    }
+}
+
+/// Vietnam's offset from UTC (no daylight saving time): days people pick are Vietnamese days.
+pub const LOCAL_OFFSET_HOURS: i64 = 7;
+
+/// When a Vietnamese calendar day starts, in UTC.
+pub fn day_start_utc(day: NaiveDate) -> NaiveDateTime {
+    day.and_time(chrono::NaiveTime::MIN) - chrono::Duration::hours(LOCAL_OFFSET_HOURS)
+}
+
+/// A stored (UTC) time as Vietnamese local time.
+pub fn local_time(t: NaiveDateTime) -> NaiveDateTime {
+    t + chrono::Duration::hours(LOCAL_OFFSET_HOURS)
 }
 
 #[derive(Debug, Clone)]
@@ -297,11 +322,7 @@ fn select(
                     ));
                 }
             }
-            let from = f.received_from.map(|d| d.and_time(chrono::NaiveTime::MIN));
-            let until = f
-                .received_to
-                .and_then(|d| d.succ_opt())
-                .map(|d| d.and_time(chrono::NaiveTime::MIN));
+            let (from, until) = f.received_range();
             on_conn!(conn, c => {
                 let mut q = submissions::table
                     .select((submissions::id, submissions::instance_id, submissions::review_state))
@@ -538,6 +559,27 @@ mod tests {
         }
         let long = "x".repeat(MAX_COMMENT_CHARS + 1);
         assert!(Decision::new("approved", Some(&long)).is_err());
+    }
+
+    #[test]
+    fn days_are_vietnamese_days() {
+        let day = NaiveDate::from_ymd_opt(2025, 7, 1).expect("date");
+        let f = BulkFilter {
+            received_from: Some(day),
+            received_to: Some(day),
+            ..Default::default()
+        };
+        let (from, until) = f.received_range();
+        assert_eq!(
+            from.map(|t| t.to_string()).as_deref(),
+            Some("2025-06-30 17:00:00")
+        );
+        assert_eq!(
+            until.map(|t| t.to_string()).as_deref(),
+            Some("2025-07-01 17:00:00")
+        );
+        let utc = day.and_hms_opt(18, 30, 0).expect("time");
+        assert_eq!(local_time(utc).to_string(), "2025-07-02 01:30:00");
     }
 
     #[test]

@@ -413,24 +413,19 @@ type SummaryRow = (
 /// Submissions the filter's visibility allows, in the order they were first received (or the
 /// reverse), after the cursor. Keyset paging on the primary key: every page is an index range.
 pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
-    let rows: Vec<SummaryRow> = on_conn!(conn, c => {
+    // Two steps, so that no query planner can turn a page into a sort of the whole table:
+    // first the page's ids from `submissions` alone (an index range in id order), then the
+    // rows for those ids.
+    let collector_id = match &f.collector {
+        Some(name) => match crate::users::find(conn, name)? {
+            Some(u) => Some(u.id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    let ids: Vec<i64> = on_conn!(conn, c => {
         let mut q = submissions::table
-            .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
-            .inner_join(submission_versions::table.on(
-                submission_versions::submission_id.eq(submissions::id)
-                    .and(submission_versions::is_current.eq(true)),
-            ))
-            .select((
-                submissions::id,
-                submissions::instance_id,
-                submissions::form_id,
-                submissions::form_version,
-                users::username,
-                submissions::review_state,
-                submission_versions::instance_name,
-                submissions::created_at,
-                submissions::updated_at,
-            ))
+            .select(submissions::id)
             .limit(f.limit)
             .into_boxed();
         q = visible_submissions!(q, &f.visibility);
@@ -445,8 +440,8 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
         if let Some(v) = &f.form_version {
             q = q.filter(submissions::form_version.eq(v));
         }
-        if let Some(v) = &f.collector {
-            q = q.filter(users::username.eq(v));
+        if let Some(v) = collector_id {
+            q = q.filter(submissions::collector_id.eq(v));
         }
         if let Some(v) = f.received_since {
             q = q.filter(submissions::created_at.ge(v));
@@ -464,6 +459,30 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
         }
         q.load(c)
     })?;
+    let mut rows: Vec<SummaryRow> = on_conn!(conn, c => submissions::table
+        .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
+        .inner_join(submission_versions::table.on(
+            submission_versions::submission_id.eq(submissions::id)
+                .and(submission_versions::is_current.eq(true)),
+        ))
+        .filter(submissions::id.eq_any(&ids))
+        .select((
+            submissions::id,
+            submissions::instance_id,
+            submissions::form_id,
+            submissions::form_version,
+            users::username,
+            submissions::review_state,
+            submission_versions::instance_name,
+            submissions::created_at,
+            submissions::updated_at,
+        ))
+        .load(c))?;
+    if f.newest_first {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    } else {
+        rows.sort_by_key(|r| r.0);
+    }
     Ok(rows
         .into_iter()
         .map(

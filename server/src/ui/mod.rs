@@ -402,11 +402,7 @@ async fn queue(
     let mut filter = Filter::new(user.scope.visibility(), PAGE_SIZE);
     filter.form_id = q.form.clone();
     filter.state = q.state.clone();
-    filter.received_since = bf.received_from.map(|d| d.and_time(chrono::NaiveTime::MIN));
-    filter.received_before = bf
-        .received_to
-        .and_then(|d| d.succ_opt())
-        .map(|d| d.and_time(chrono::NaiveTime::MIN));
+    (filter.received_since, filter.received_before) = bf.received_range();
     filter.cursor_id = q.before;
     filter.newest_first = true;
     let (rows, forms) = state

@@ -28,8 +28,11 @@ fn badge(state: &str, lang: Lang) -> Markup {
     html! { span class={ "badge " (state) } { (state_label(state, lang)) } }
 }
 
+/// A stored time as people in Sơn La read it.
 fn when(t: &NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    crate::review::local_time(*t)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
 }
 
 fn layout(lang: Lang, title: &str, user: Option<&WebUser>, here: &str, body: Markup) -> Markup {
@@ -341,7 +344,7 @@ pub fn detail(user: &WebUser, data: &DetailData, map: &Map) -> Markup {
         dl.meta {
             dt { (lang.t("Trạng thái", "State")) } dd #state { (badge(&d.review_state, lang)) }
             dt { (lang.t("Người gửi", "Collector")) } dd { (d.collector) }
-            dt { (lang.t("Nhận lúc", "Received")) } dd { (when(&d.created_at)) " UTC" }
+            dt { (lang.t("Nhận lúc", "Received")) } dd { (when(&d.created_at)) }
             dt { (lang.t("Phiên bản biểu mẫu", "Form version")) } dd { (d.form_version) }
             dt { (lang.t("Mã phiếu", "ID")) } dd.id { (d.instance_id) }
         }
