@@ -494,6 +494,21 @@ async fn the_page_protects_its_session_and_its_forms() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     assert!(cookie.contains("Path=/ui"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain http here: {cookie}");
+    // Behind an https proxy (or with --tls-cert) the cookies are Secure.
+    let res = common::web::client()
+        .get(server.url("/ui/login"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .expect("login page");
+    let login_cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        login_cookie.contains("Secure") && login_cookie.contains("HttpOnly"),
+        "{login_cookie}"
+    );
 
     let page = session.get("/ui/queue").await;
     let csp = page.headers()["content-security-policy"]
