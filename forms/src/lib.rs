@@ -9,6 +9,7 @@ mod extract;
 mod form;
 mod geo;
 mod instance;
+mod labels;
 pub mod shipped;
 mod xml;
 
@@ -17,3 +18,4 @@ pub use extract::{extract, Extracted};
 pub use form::{parse_form, FieldDef, FieldKind, FormDef};
 pub use geo::{parse_geoshape, parse_geotrace, Geopoint};
 pub use instance::{identify, Identity};
+pub use labels::{parse_labels, FormLabels, Translations};

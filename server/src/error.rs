@@ -97,7 +97,7 @@ impl AppError {
         )
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             AppError::Client {
                 status,

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod areas;
+pub mod audit;
 pub mod auth;
 pub mod beneficiary;
 pub mod blobs;
@@ -14,10 +15,14 @@ pub mod forms;
 pub mod geotag;
 pub mod ingest;
 pub mod openrosa;
+pub mod photos;
+pub mod review;
+pub mod scope;
 pub mod sensitive;
 pub mod settings;
 pub mod state;
 pub mod submissions;
+pub mod ui;
 pub mod users;
 pub mod xlsform;
 
@@ -151,6 +156,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 }
             })
             .configure(api::routes)
+            .configure(ui::routes)
             .configure(|cfg| openrosa::routes(cfg, max_submission))
     });
     let server = match args.workers {

@@ -60,7 +60,7 @@ enum UserCommand {
     Add {
         #[arg(long)]
         username: String,
-        #[arg(long, value_parser = ["admin", "collector"])]
+        #[arg(long, value_parser = ["admin", "province_officer", "supervisor", "collector", "api_client"])]
         role: String,
         /// Read the password from standard input.
         #[arg(long)]

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod collect;
+pub mod photos;
 pub mod tools;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

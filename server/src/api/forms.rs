@@ -3,12 +3,15 @@
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::audit::{self, Actor};
 use crate::auth::digest::md5_hex;
 use crate::auth::ApiUser;
 use crate::error::{AppError, Detail};
 use crate::forms::{self, FormState, FormVersionInfo, NewMedia, NewSource, SourceInfo};
+use crate::scope::Capability;
 use crate::state::AppState;
 use crate::xlsform::{self, Format};
 
@@ -88,9 +91,25 @@ async fn upload(
         return upload_workbook(&req, &state, format, body, publish).await;
     }
     let xml = body.to_vec();
+    let actor = Actor {
+        id: user.id,
+        username: user.username.clone(),
+    };
     let upload = state
         .db
-        .write(move |conn| forms::add_version(conn, &xml, publish))
+        .write(move |conn| {
+            let upload = forms::add_version(conn, &xml, publish)?;
+            if upload.created {
+                audit::record(
+                    conn,
+                    &actor,
+                    "form.upload",
+                    Some(&upload.version.form_id),
+                    json!({ "version": upload.version.version, "state": upload.version.state }),
+                )?;
+            }
+            Ok(upload)
+        })
         .await?;
     let mut response = if upload.created {
         HttpResponse::Created()
@@ -107,7 +126,7 @@ struct FormSummary {
 }
 
 async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadForms)?;
     let all = state.db.read(forms::all_versions).await?;
     let mut out: Vec<FormSummary> = Vec::new();
     for v in all {
@@ -127,7 +146,7 @@ async fn versions(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadForms)?;
     let form_id = path.into_inner();
     let list = state
         .db
@@ -144,9 +163,23 @@ async fn change_state(
 ) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let (form_id, version) = path.into_inner();
+    let actor = Actor {
+        id: user.id,
+        username: user.username.clone(),
+    };
     let v = state
         .db
-        .write(move |conn| forms::set_state(conn, &form_id, &version, to))
+        .write(move |conn| {
+            let v = forms::set_state(conn, &form_id, &version, to)?;
+            audit::record(
+                conn,
+                &actor,
+                "form.state",
+                Some(&form_id),
+                json!({ "version": version, "state": to.as_str() }),
+            )?;
+            Ok(v)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(v))
 }
@@ -193,9 +226,23 @@ async fn put_media(
         sha256,
         size: body.len() as i64,
     };
+    let actor = Actor {
+        id: user.id,
+        username: user.username.clone(),
+    };
     let stored = state
         .db
-        .write(move |conn| forms::put_media(conn, &form_id, &version, &media))
+        .write(move |conn| {
+            let stored = forms::put_media(conn, &form_id, &version, &media)?;
+            audit::record(
+                conn,
+                &actor,
+                "form.media",
+                Some(&form_id),
+                json!({ "version": version, "file": media.filename }),
+            )?;
+            Ok(stored)
+        })
         .await?;
     Ok(HttpResponse::Created().json(stored))
 }
@@ -205,7 +252,7 @@ async fn list_media(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadForms)?;
     let (form_id, version) = path.into_inner();
     let media = state
         .db

@@ -12,6 +12,7 @@ use base64::Engine;
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::{AppError, OpenRosaError};
+use crate::scope::{Capability, Scope};
 use crate::state::AppState;
 use crate::users::{self, Role, User};
 
@@ -35,6 +36,12 @@ impl FromRequest for Collector {
         Box::pin(async move {
             let state = state(&req)?;
             let user = authenticate_collector(&req, &state).await?;
+            if !Capability::Collect.allows(user.role()?) {
+                return Err(AppError::forbidden(
+                    "this account is a service account and cannot use ODK Collect",
+                )
+                .into());
+            }
             Ok(Collector { user })
         })
     }
@@ -168,12 +175,24 @@ pub struct ApiUser {
 }
 
 impl ApiUser {
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        if self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(AppError::forbidden("this needs the administrator role"))
+    /// The caller's scope: what they may see and do (see [`crate::scope`]).
+    pub fn scope(&self, conn: &mut crate::db::Conn<'_>) -> Result<Scope, AppError> {
+        Scope::load(conn, self.id, &self.username, self.role)
+    }
+
+    /// The role part of the scope, for routes that touch no submission.
+    pub fn require(&self, capability: Capability) -> Result<(), AppError> {
+        Scope {
+            user_id: self.id,
+            username: self.username.clone(),
+            role: self.role,
+            areas: Vec::new(),
         }
+        .require(capability)
+    }
+
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        self.require(Capability::Administer)
     }
 }
 
