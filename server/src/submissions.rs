@@ -347,6 +347,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                     submissions::updated_at.eq(inc.received_at),
                 ))
                 .execute(c))?;
+            crate::scope::index_areas(conn, old.submission_id)?;
             return Ok(Stored {
                 outcome: Outcome::Edited,
                 missing: missing_count(conn, version_id)?,
@@ -367,6 +368,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         .returning(submissions::id)
         .get_result(c))?;
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
+    crate::scope::index_areas(conn, submission_id)?;
     Ok(Stored {
         outcome: Outcome::Created,
         missing: missing_count(conn, version_id)?,
