@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use common::web::sign_in;
 use common::*;
 use serde_json::json;
 
@@ -122,5 +123,63 @@ async fn supervisors_see_their_areas_on_both_maps_and_nothing_else() {
     assert_eq!(
         detail["review_state"], "received",
         "the refused review changed nothing"
+    );
+
+    // The same areas, and the flags, filter the list, bulk review and the page's queue.
+    let ids = |rows: Vec<serde_json::Value>| -> BTreeSet<String> {
+        rows.iter()
+            .map(|s| s["instance_id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let one = |id: &String| BTreeSet::from([id.to_string()]);
+    assert_eq!(ids(admin.all_submissions("&area=04012").await), one(&a));
+    assert_eq!(ids(admin.all_submissions("&area=123").await), one(&a));
+    assert_eq!(ids(admin.all_submissions("&area=04231").await), one(&c));
+    assert_eq!(
+        ids(admin.all_submissions("&area=14").await).len(),
+        3,
+        "the province"
+    );
+    assert_eq!(
+        ids(admin.all_submissions("&flag=no_location").await).len(),
+        3,
+        "none of them has a location"
+    );
+    assert!(ids(admin.all_submissions("&flag=outside_district").await).is_empty());
+    assert!(ids(admin
+        .all_submissions("&area=04012&flag=outside_district")
+        .await)
+    .is_empty());
+
+    let res = admin
+        .post("/api/v1/submissions/review")
+        .json(&json!({"state": "approved", "filter": {"area": "04012", "flag": "no_location"}, "dry_run": true}))
+        .send()
+        .await
+        .expect("bulk");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["count"], 1, "only the Chiềng Hắc dialogue");
+
+    let (status, session) = sign_in(&server, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 303);
+    let session = session.expect("session");
+    let page = session
+        .get("/ui/queue?area=04231")
+        .await
+        .text()
+        .await
+        .expect("queue");
+    assert!(page.contains(&c.replace(':', "%3A")) || page.contains(c.as_str()));
+    assert!(!page.contains(&a.replace(':', "%3A")) && !page.contains(a.as_str()));
+    let page = session
+        .get(&format!("/ui/s/{}", a.replace(':', "%3A")))
+        .await
+        .text()
+        .await
+        .expect("detail");
+    assert!(
+        page.contains("data-flag=\"no_location\""),
+        "flags are highlighted"
     );
 }

@@ -162,6 +162,38 @@ macro_rules! visible_submissions {
     }};
 }
 
+/// Narrows a boxed diesel query over `submissions` to those lying in an area (any level, as
+/// [`index_areas`] records them) and whose current version carries a flag. Shared by the list,
+/// the queue and bulk review so that one filter means the same everywhere.
+#[macro_export]
+macro_rules! in_area_with_flag {
+    ($query:expr, $area:expr, $flag:expr) => {{
+        use $crate::db::schema::{submission_areas, submission_flags, submission_versions};
+        let mut query = $query;
+        if let Some(area) = $area {
+            query = query.filter(
+                $crate::db::schema::submissions::id.eq_any(
+                    submission_areas::table
+                        .filter(submission_areas::area_code.eq(area.clone()))
+                        .select(submission_areas::submission_id),
+                ),
+            );
+        }
+        if let Some(flag) = $flag {
+            query = query.filter(
+                $crate::db::schema::submissions::id.eq_any(
+                    submission_versions::table
+                        .inner_join(submission_flags::table)
+                        .filter(submission_versions::is_current.eq(true))
+                        .filter(submission_flags::flag.eq(flag.clone()))
+                        .select(submission_versions::submission_id),
+                ),
+            );
+        }
+        query
+    }};
+}
+
 /// Records the area codes the submission's current version lies in: its hamlet, the hamlet's
 /// commune, district and province on the activity date, and its commune today. A supervisor
 /// of a commune therefore sees the hamlets of that commune as they were on each activity date,

@@ -17,7 +17,7 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::forms::FormState;
 use crate::scope::Visibility;
-use crate::{on_conn, visible_submissions};
+use crate::{in_area_with_flag, on_conn, visible_submissions};
 
 pub const STATE_RECEIVED: &str = "received";
 pub const STATE_EDITED: &str = "edited";
@@ -402,6 +402,10 @@ pub struct Filter {
     pub collector: Option<String>,
     /// Current review state.
     pub state: Option<String>,
+    /// An area code the submission lies in (hamlet, commune, district or province).
+    pub area: Option<String>,
+    /// A flag the current version carries.
+    pub flag: Option<String>,
     pub received_since: Option<NaiveDateTime>,
     /// Received strictly before this time.
     pub received_before: Option<NaiveDateTime>,
@@ -419,6 +423,8 @@ impl Filter {
             form_version: None,
             collector: None,
             state: None,
+            area: None,
+            flag: None,
             received_since: None,
             received_before: None,
             cursor_id: None,
@@ -480,6 +486,7 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
             .limit(f.limit)
             .into_boxed();
         q = visible_submissions!(q, &f.visibility);
+        q = in_area_with_flag!(q, &f.area, &f.flag);
         q = if f.newest_first {
             q.order(submissions::id.desc())
         } else {
