@@ -340,6 +340,21 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 inc.collector_id,
                 inc.received_at,
             )?;
+            let collector: String = on_conn!(conn, c => users::table
+                .find(inc.collector_id)
+                .select(users::username)
+                .first(c))?;
+            let actor = crate::audit::Actor {
+                id: inc.collector_id,
+                username: collector,
+            };
+            crate::audit::record(
+                conn,
+                &actor,
+                "submission.edited",
+                Some(&id.instance_id),
+                serde_json::json!({ "from_state": from_state, "deprecated": deprecated }),
+            )?;
             on_conn!(conn, c => diesel::update(submissions::table.find(old.submission_id))
                 .set((
                     submissions::form_version.eq(&id.version),
