@@ -135,3 +135,109 @@ async fn a_javarosa_serialized_submission_and_its_edit_round_trip_through_the_se
     );
     assert_eq!(s["versions"].as_array().map(Vec::len), Some(2));
 }
+
+/// The text of the first child element named `name` of `node`.
+fn child_text(node: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
+    node.children()
+        .find(|c| c.has_tag_name(name))
+        .and_then(|c| c.text())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn every_shipped_form_accepts_a_javarosa_serialized_submission() {
+    let Some(tools) = Tools::find("every_shipped_form_accepts_a_javarosa_serialized_submission")
+    else {
+        return;
+    };
+    let server = Server::start().await;
+    let out = server.cli(
+        &[
+            "areas",
+            "import",
+            &repo_root()
+                .join("data/sonla/demo-hamlets.csv")
+                .display()
+                .to_string(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = server.admin().await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
+    let res = admin
+        .put("/api/v1/users/lan/hamlets")
+        .json(&serde_json::json!({"hamlet_codes": ["DEMO-04231-1"]}))
+        .send()
+        .await
+        .expect("hamlets");
+    assert_eq!(res.status(), 200);
+    let collect = collector(&server);
+
+    let list = collect.get("/formList").await.text().await.expect("list");
+    let doc = roxmltree::Document::parse(&list).expect("form list");
+    let mut filled = 0;
+    for entry in doc.descendants().filter(|n| n.has_tag_name("xform")) {
+        let form_id = child_text(entry, "formID").expect("formID");
+        let answers = std::fs::read_to_string(fixture(&format!("answers/{form_id}.txt")))
+            .unwrap_or_else(|_| panic!("no answers for the shipped form {form_id}"));
+        let form = collect
+            .get(&child_text(entry, "downloadUrl").expect("downloadUrl"))
+            .await
+            .bytes()
+            .await
+            .expect("form")
+            .to_vec();
+        // Media as the phone gets them: every file in the manifest (the collector's hamlets).
+        let mut media = Vec::new();
+        if let Some(url) = child_text(entry, "manifestUrl") {
+            let manifest = collect.get(&url).await.text().await.expect("manifest");
+            let mdoc = roxmltree::Document::parse(&manifest).expect("manifest xml");
+            for file in mdoc.descendants().filter(|n| n.has_tag_name("mediaFile")) {
+                let name = child_text(file, "filename").expect("filename");
+                let bytes = collect
+                    .get(&child_text(file, "downloadUrl").expect("downloadUrl"))
+                    .await
+                    .bytes()
+                    .await
+                    .expect("media")
+                    .to_vec();
+                media.push((name, bytes));
+            }
+        }
+        let media_refs: Vec<(&str, &[u8])> = media
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let instance = tools.fill_with_media(&form, &media_refs, &answers, None);
+        let id = instance_id_of(&instance);
+        let photos: Vec<Attachment> = answers
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(_, v)| v))
+            .filter(|v| v.ends_with(".jpg"))
+            .map(|v| Attachment::jpeg(v, common::photos::phone_jpeg()))
+            .collect();
+        let res = collect.submit(&instance, &photos, false).await;
+        assert_eq!(res.status(), 201, "{form_id}");
+        let s = admin.json(&format!("/api/v1/submissions/{id}")).await;
+        assert_eq!(s["form_id"], form_id.as_str());
+        assert_eq!(s["hamlet_code"], "DEMO-04231-1", "{form_id}");
+        assert_eq!(s["activity_date"], "2025-03-15", "{form_id}");
+        assert!(
+            s["attachments"]
+                .as_array()
+                .expect("attachments")
+                .iter()
+                .all(|a| a["complete"] == true),
+            "{form_id}"
+        );
+        filled += 1;
+    }
+    assert_eq!(filled, 9, "the nine Project 8 forms");
+}
