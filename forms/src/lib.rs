@@ -10,6 +10,7 @@ mod form;
 mod geo;
 mod instance;
 pub mod shipped;
+mod values;
 mod xml;
 
 pub use error::FormError;
@@ -17,3 +18,4 @@ pub use extract::{extract, Extracted};
 pub use form::{parse_form, FieldDef, FieldKind, FormDef};
 pub use geo::{parse_geoshape, parse_geotrace, Geopoint};
 pub use instance::{identify, Identity};
+pub use values::{check_values, reduce_geo_precision, MAX_YEAR, MIN_YEAR};

@@ -1,8 +1,13 @@
 //! What every request handler shares.
 
+use std::sync::Arc;
+
+use crate::auth::replay::SeenNonces;
 use crate::blobs::Blobs;
 use crate::config::Config;
+use crate::crypto::DataKeys;
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::openrosa::FormCache;
 use crate::settings::Secrets;
 
@@ -12,4 +17,8 @@ pub struct AppState {
     pub secrets: Secrets,
     pub blobs: Blobs,
     pub form_cache: FormCache,
+    pub seen_nonces: SeenNonces,
+    /// The keys that seal protected data; `None` when no key file is configured.
+    pub data_keys: Option<Arc<DataKeys>>,
+    pub metrics: Arc<Metrics>,
 }

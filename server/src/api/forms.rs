@@ -8,6 +8,7 @@ use crate::auth::digest::md5_hex;
 use crate::auth::ApiUser;
 use crate::error::AppError;
 use crate::forms::{self, FormState, FormVersionInfo, NewMedia};
+use crate::protection::{self, Protection};
 use crate::state::AppState;
 
 /// Form definitions and media files larger than this are refused.
@@ -37,7 +38,54 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route(
         "/forms/{form_id}/versions/{version}/media",
         web::get().to(list_media),
+    )
+    .service(
+        web::resource("/forms/{form_id}/protection")
+            .route(web::get().to(get_protection))
+            .route(web::put().to(put_protection)),
     );
+}
+
+async fn get_protection(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let form_id = path.into_inner();
+    let p = state
+        .db
+        .read(move |conn| {
+            forms::versions(conn, &form_id)?;
+            protection::get(conn, &form_id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// Marks a form sensitive (or not): its later submissions are sealed, geotags reduced, consent
+/// recorded. Marking needs a data key, since otherwise the form could receive nothing.
+async fn put_protection(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<Protection>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let form_id = path.into_inner();
+    let p = body.into_inner();
+    p.validate()?;
+    if p.sensitive && state.data_keys.is_none() {
+        return Err(AppError::conflict(
+            "no_data_key",
+            "this server has no data key (--data-key-file), so it cannot protect a sensitive form's submissions",
+        ));
+    }
+    let saved = state
+        .db
+        .write(move |conn| protection::set(conn, &form_id, &p))
+        .await?;
+    Ok(HttpResponse::Ok().json(saved))
 }
 
 #[derive(Deserialize)]
@@ -158,7 +206,11 @@ async fn put_media(
         .to_string();
     let blobs = state.blobs.clone();
     let bytes = body.clone();
-    let sha256 = web::block(move || blobs.put(&bytes)).await??;
+    let (lock, sha256) = web::block(move || {
+        let lock = blobs.lock_shared()?;
+        blobs.put(&bytes).map(|sha| (lock, sha))
+    })
+    .await??;
     let media = NewMedia {
         filename,
         content_type,
@@ -170,6 +222,7 @@ async fn put_media(
         .db
         .write(move |conn| forms::put_media(conn, &form_id, &version, &media))
         .await?;
+    drop(lock);
     Ok(HttpResponse::Created().json(stored))
 }
 

@@ -12,7 +12,7 @@ pub const REALM: &str = "fieldtally";
 
 /// How long a nonce stays valid; a phone with an older one is told `stale=true` and retries
 /// without asking the collector for the password again.
-const NONCE_LIFETIME_SECS: i64 = 3600;
+pub const NONCE_LIFETIME_SECS: i64 = 3600;
 
 /// `md5(username:realm:password)`, stored per user so Digest can be verified without the password.
 pub fn ha1(username: &str, password: &str) -> String {
@@ -59,6 +59,13 @@ pub fn check_nonce(secret: &[u8], nonce: &str, now: i64) -> NonceCheck {
     } else {
         NonceCheck::Valid
     }
+}
+
+/// When the nonce stops being accepted (unix seconds), from its signed timestamp.
+pub fn nonce_expiry(nonce: &str) -> Option<i64> {
+    let (ts_hex, _) = nonce.split_once('.')?;
+    let ts = i64::from_str_radix(ts_hex, 16).ok()?;
+    ts.checked_add(NONCE_LIFETIME_SECS)
 }
 
 pub fn challenge(nonce: &str, stale: bool) -> String {

@@ -17,7 +17,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::AppError;
-pub use writer::Writer;
+pub use writer::{Writer, WriterStats};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -195,6 +195,26 @@ pub fn connect(url: &str) -> Result<(Manager, DbConn), AppError> {
     Ok((manager, conn))
 }
 
+/// Opens a single connection to an existing database without migrating it (for backups, which
+/// must not change the database they copy).
+pub fn connect_existing(url: &str) -> Result<(Backend, DbConn), AppError> {
+    let (backend, target) = parse_url(url)?;
+    if backend == Backend::Sqlite && !std::path::Path::new(&target).is_file() {
+        return Err(AppError::not_found(
+            "no_database",
+            format!("there is no database at {target}"),
+        ));
+    }
+    let manager = Manager { backend, target };
+    Ok((backend, manager.open()?))
+}
+
+/// The SQLite file of a `sqlite://` URL, `None` for PostgreSQL.
+pub fn sqlite_path(url: &str) -> Result<Option<std::path::PathBuf>, AppError> {
+    let (backend, target) = parse_url(url)?;
+    Ok((backend == Backend::Sqlite).then(|| std::path::PathBuf::from(target)))
+}
+
 fn migrate(conn: &mut DbConn) -> Result<(), AppError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
         AppError::internal(format!("database migration failed: {e}"))
@@ -255,6 +275,18 @@ impl Db {
         T: Send + 'static,
     {
         self.writer.run(f).await
+    }
+
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.writer.stats
+    }
+
+    pub fn writer_running(&self) -> bool {
+        self.writer.running()
+    }
+
+    pub fn writer_queue_length(&self) -> usize {
+        self.writer.queue_length()
     }
 
     /// Whether the database answers (for readiness checks and tests).
