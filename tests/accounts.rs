@@ -25,10 +25,15 @@ async fn login(server: &Server, username: &str, password: &str) -> (u16, Value, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_is_locked_out_after_repeated_failures_even_with_the_right_password() {
-    let server = Server::start_with(&["--login-max-failures", "3", "--login-lockout-secs", "120"]).await;
+    let server =
+        Server::start_with(&["--login-max-failures", "3", "--login-lockout-secs", "120"]).await;
     let admin = server.admin().await;
-    admin.create_user("lan", "lan-password-1", "collector").await;
-    admin.create_user("mai", "mai-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
+    admin
+        .create_user("mai", "mai-password-1", "collector")
+        .await;
     for _ in 0..3 {
         let (status, body, _) = login(&server, "lan", "wrong-password").await;
         assert_eq!(status, 401);
@@ -55,14 +60,20 @@ async fn an_account_is_locked_out_after_repeated_failures_even_with_the_right_pa
     for _ in 0..2 {
         assert_eq!(login(&server, "mai", "wrong").await.0, 401);
     }
-    assert_eq!(login(&server, "mai", "mai-password-1").await.0, 200, "counting restarted");
+    assert_eq!(
+        login(&server, "mai", "mai-password-1").await.0,
+        200,
+        "counting restarted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_guessing_many_accounts_is_locked_out() {
     let server = Server::start_with(&["--login-max-failures-per-address", "5"]).await;
     let admin = server.admin().await;
-    admin.create_user("lan", "lan-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
     for n in 0..5 {
         assert_eq!(login(&server, &format!("guess{n}"), "x").await.0, 401);
     }
@@ -78,7 +89,9 @@ async fn an_address_guessing_many_accounts_is_locked_out() {
 async fn wrong_digest_passwords_count_and_lock_the_phone_out() {
     let server = Server::start_with(&["--login-max-failures", "2"]).await;
     let admin = server.admin().await;
-    admin.create_user("lan", "lan-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
     let wrong = Collect::with_password(&server.base, "lan", "not-the-password");
     for _ in 0..2 {
         assert_eq!(wrong.get("/formList").await.status(), 401);
@@ -98,10 +111,18 @@ async fn replay(server: &Server, collect: &Collect, method: reqwest::Method, xml
         .await
         .status()
         .as_u16();
-    assert!(first == 204 || first == 400, "signed request works: {first}");
+    assert!(
+        first == 204 || first == 400,
+        "signed request works: {first}"
+    );
     let nonce = {
-        let res = reqwest::get(server.url("/formList")).await.expect("challenge");
-        let h = res.headers()["www-authenticate"].to_str().expect("header").to_string();
+        let res = reqwest::get(server.url("/formList"))
+            .await
+            .expect("challenge");
+        let h = res.headers()["www-authenticate"]
+            .to_str()
+            .expect("header")
+            .to_string();
         let start = h.find("nonce=\"").expect("nonce") + 7;
         h[start..start + h[start..].find('"').expect("end")].to_string()
     };
@@ -114,7 +135,9 @@ async fn replay(server: &Server, collect: &Collect, method: reqwest::Method, xml
     let auth = format!("Digest username=\"lan\", realm=\"fieldtally\", nonce=\"{nonce}\", uri=\"{uri}\", qop=auth, nc=00000001, cnonce=\"{cnonce}\", response=\"{response}\", algorithm=MD5");
     let http = reqwest::Client::new();
     let build = || {
-        let mut r = http.request(method.clone(), &url).header("Authorization", &auth);
+        let mut r = http
+            .request(method.clone(), &url)
+            .header("Authorization", &auth);
         if let Some(xml) = xml {
             r = r.multipart(reqwest::multipart::Form::new().part(
                 "xml_submission_file",
@@ -127,7 +150,9 @@ async fn replay(server: &Server, collect: &Collect, method: reqwest::Method, xml
     assert!(once.status().is_success(), "first use: {}", once.status());
     let again = build().send().await.expect("replay");
     assert_eq!(again.status(), 401, "replayed {method}");
-    let challenge = again.headers()["www-authenticate"].to_str().expect("header");
+    let challenge = again.headers()["www-authenticate"]
+        .to_str()
+        .expect("header");
     assert!(challenge.contains("stale=true"), "{challenge}");
 }
 
@@ -143,7 +168,11 @@ async fn a_digest_request_cannot_be_replayed() {
     // A real client simply goes on (it answers stale=true with the new nonce).
     let id = new_instance_id();
     let res = collect
-        .submit(&all_features_instance(&id, None, "After", 2, None), &[], false)
+        .submit(
+            &all_features_instance(&id, None, "After", 2, None),
+            &[],
+            false,
+        )
         .await;
     assert_eq!(res.status(), 201);
 }
@@ -155,10 +184,21 @@ async fn revoked_tokens_stop_working_at_once() {
     admin.create_user("boss", "boss-password", "admin").await;
     let boss = Admin::login(&server, "boss", "boss-password").await;
     let other_session = Admin::login(&server, "boss", "boss-password").await;
-    assert_eq!(boss.get("/api/v1/forms").send().await.expect("get").status(), 200);
+    assert_eq!(
+        boss.get("/api/v1/forms")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
 
     // Signing out revokes every token of the user.
-    let res = boss.post("/api/v1/auth/logout").send().await.expect("logout");
+    let res = boss
+        .post("/api/v1/auth/logout")
+        .send()
+        .await
+        .expect("logout");
     assert_eq!(res.status(), 200);
     for session in [&boss, &other_session] {
         let res = session.get("/api/v1/forms").send().await.expect("get");
@@ -168,7 +208,14 @@ async fn revoked_tokens_stop_working_at_once() {
     }
     // A new sign-in works again.
     let boss = Admin::login(&server, "boss", "boss-password").await;
-    assert_eq!(boss.get("/api/v1/forms").send().await.expect("get").status(), 200);
+    assert_eq!(
+        boss.get("/api/v1/forms")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
 
     // An administrator revokes another user's tokens.
     let res = admin
@@ -177,8 +224,23 @@ async fn revoked_tokens_stop_working_at_once() {
         .await
         .expect("revoke");
     assert_eq!(res.status(), 200);
-    assert_eq!(boss.get("/api/v1/forms").send().await.expect("get").status(), 401);
-    assert_eq!(admin.get("/api/v1/forms").send().await.expect("get").status(), 200);
+    assert_eq!(
+        boss.get("/api/v1/forms")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        401
+    );
+    assert_eq!(
+        admin
+            .get("/api/v1/forms")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,11 +249,27 @@ async fn every_response_carries_the_security_headers() {
     let collect = collector(&server);
     let responses = vec![
         ("api", admin.get("/api/v1/forms").send().await.expect("get")),
-        ("api error", reqwest::get(server.url("/api/v1/forms")).await.expect("get")),
+        (
+            "api error",
+            reqwest::get(server.url("/api/v1/forms"))
+                .await
+                .expect("get"),
+        ),
         ("openrosa", collect.get("/formList").await),
-        ("challenge", reqwest::get(server.url("/formList")).await.expect("get")),
-        ("unknown path", reqwest::get(server.url("/nothing/here")).await.expect("get")),
-        ("health", reqwest::get(server.url("/healthz")).await.expect("get")),
+        (
+            "challenge",
+            reqwest::get(server.url("/formList")).await.expect("get"),
+        ),
+        (
+            "unknown path",
+            reqwest::get(server.url("/nothing/here"))
+                .await
+                .expect("get"),
+        ),
+        (
+            "health",
+            reqwest::get(server.url("/healthz")).await.expect("get"),
+        ),
     ];
     for (what, res) in responses {
         let h = res.headers();
@@ -219,5 +297,8 @@ async fn every_response_carries_the_security_headers() {
         .send()
         .await
         .expect("get");
-    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
 }

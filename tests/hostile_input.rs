@@ -53,8 +53,8 @@ async fn hostile_xml_is_refused_and_nothing_is_stored() {
     let (server, admin) = server_with_forms().await;
     let collect = collector(&server);
     let id = new_instance_id();
-    let good = String::from_utf8(all_features_instance(&id, None, "Lò Thị A", 3, None))
-        .expect("utf8");
+    let good =
+        String::from_utf8(all_features_instance(&id, None, "Lò Thị A", 3, None)).expect("utf8");
     let billion_laughs = format!(
         "<?xml version=\"1.0\"?><!DOCTYPE data [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\"><!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>{}",
         good.trim_start_matches("<?xml version='1.0' encoding='UTF-8' ?>")
@@ -67,11 +67,18 @@ async fn hostile_xml_is_refused_and_nothing_is_stored() {
     );
     let deep = good.replace(
         "<intro />",
-        &format!("<intro>{}{}</intro>", "<a>".repeat(5000), "</a>".repeat(5000)),
+        &format!(
+            "<intro>{}{}</intro>",
+            "<a>".repeat(5000),
+            "</a>".repeat(5000)
+        ),
     );
     let with_nul = good.replace("Lò Thị A", "Lò\u{0}Thị");
     let mut bad_utf8 = good.clone().into_bytes();
-    let at = bad_utf8.windows(2).position(|w| w == b"L\xc3").expect("name");
+    let at = bad_utf8
+        .windows(2)
+        .position(|w| w == b"L\xc3")
+        .expect("name");
     bad_utf8[at + 1] = 0xff;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("billion laughs", billion_laughs.into_bytes(), "DOCTYPE"),
@@ -79,25 +86,33 @@ async fn hostile_xml_is_refused_and_nothing_is_stored() {
         ("deep nesting", deep.into_bytes(), "nests elements deeper"),
         ("NUL character", with_nul.into_bytes(), "not well-formed"),
         ("invalid UTF-8", bad_utf8, "UTF-8"),
-        ("truncated", good.as_bytes()[..good.len() / 2].to_vec(), "not well-formed"),
+        (
+            "truncated",
+            good.as_bytes()[..good.len() / 2].to_vec(),
+            "not well-formed",
+        ),
         (
             "malformed geopoint",
-            good.replace("21.3256 103.9188 650.0 8.5", "91.5 103.9 0 0").into_bytes(),
+            good.replace("21.3256 103.9188 650.0 8.5", "91.5 103.9 0 0")
+                .into_bytes(),
             "'location'",
         ),
         (
             "date out of range",
-            good.replace("<visit_date>2025-04-03", "<visit_date>1066-10-14").into_bytes(),
+            good.replace("<visit_date>2025-04-03", "<visit_date>1066-10-14")
+                .into_bytes(),
             "outside 1900..2100",
         ),
         (
             "impossible date",
-            good.replace("<visit_date>2025-04-03", "<visit_date>2025-02-30").into_bytes(),
+            good.replace("<visit_date>2025-04-03", "<visit_date>2025-02-30")
+                .into_bytes(),
             "visit_date",
         ),
         (
             "path in an attachment name",
-            good.replace("<photo />", "<photo>../../etc/passwd</photo>").into_bytes(),
+            good.replace("<photo />", "<photo>../../etc/passwd</photo>")
+                .into_bytes(),
             "plain name",
         ),
     ];
@@ -133,31 +148,47 @@ async fn hostile_multipart_is_refused_and_nothing_is_stored() {
     let boundary = "----fieldtallyTestBoundary";
 
     // A thousand and one parts, each with a file.
-    let mut parts: Vec<(&[u8], Option<&[u8]>, &str, &[u8])> =
+    let mut parts: Vec<raw::RawPart> =
         vec![(b"xml_submission_file", Some(b"x.xml"), "text/xml", &xml)];
     for _ in 0..1001 {
         parts.push((b"photo1.jpg", Some(b"photo1.jpg"), "image/jpeg", b"jpeg"));
     }
-    let res = raw::send(&server.base, &raw::post(&path, boundary, &raw::multipart(boundary, &parts))).await;
+    let res = raw::send(
+        &server.base,
+        &raw::post(&path, boundary, &raw::multipart(boundary, &parts)),
+    )
+    .await;
     assert_eq!(raw::status(&res), 400, "{res}");
     assert!(openrosa_error(&res).contains("at most 1000 parts"), "{res}");
 
     // File names with a path, NUL, or bytes that are not UTF-8.
-    for name in [&b"../../../etc/passwd"[..], b"photo\0.jpg", b"ph\xffoto.jpg"] {
-        let parts: Vec<(&[u8], Option<&[u8]>, &str, &[u8])> = vec![
+    for name in [
+        &b"../../../etc/passwd"[..],
+        b"photo\0.jpg",
+        b"ph\xffoto.jpg",
+    ] {
+        let parts: Vec<raw::RawPart> = vec![
             (b"xml_submission_file", Some(b"x.xml"), "text/xml", &xml),
             (b"photo1.jpg", Some(name), "image/jpeg", b"jpeg"),
         ];
-        let res = raw::send(&server.base, &raw::post(&path, boundary, &raw::multipart(boundary, &parts))).await;
+        let res = raw::send(
+            &server.base,
+            &raw::post(&path, boundary, &raw::multipart(boundary, &parts)),
+        )
+        .await;
         assert_eq!(raw::status(&res), 400, "{name:?}: {res}");
     }
 
     // Two instance parts.
-    let parts: Vec<(&[u8], Option<&[u8]>, &str, &[u8])> = vec![
+    let parts: Vec<raw::RawPart> = vec![
         (b"xml_submission_file", Some(b"x.xml"), "text/xml", &xml),
         (b"xml_submission_file", Some(b"y.xml"), "text/xml", &xml),
     ];
-    let res = raw::send(&server.base, &raw::post(&path, boundary, &raw::multipart(boundary, &parts))).await;
+    let res = raw::send(
+        &server.base,
+        &raw::post(&path, boundary, &raw::multipart(boundary, &parts)),
+    )
+    .await;
     assert_eq!(raw::status(&res), 400, "{res}");
 
     // An instance beyond the XML size limit (but within the request limit).
@@ -165,9 +196,17 @@ async fn hostile_multipart_is_refused_and_nothing_is_stored() {
         "<data id=\"all_features\" version=\"2025040301\"><intro>{}</intro></data>",
         "x".repeat(11 * 1024 * 1024)
     );
-    let parts: Vec<(&[u8], Option<&[u8]>, &str, &[u8])> =
-        vec![(b"xml_submission_file", Some(b"x.xml"), "text/xml", big.as_bytes())];
-    let res = raw::send(&server.base, &raw::post(&path, boundary, &raw::multipart(boundary, &parts))).await;
+    let parts: Vec<raw::RawPart> = vec![(
+        b"xml_submission_file",
+        Some(b"x.xml"),
+        "text/xml",
+        big.as_bytes(),
+    )];
+    let res = raw::send(
+        &server.base,
+        &raw::post(&path, boundary, &raw::multipart(boundary, &parts)),
+    )
+    .await;
     assert_eq!(raw::status(&res), 413, "{}", &res[..res.len().min(300)]);
     assert!(openrosa_error(&res).contains("larger than"), "{res}");
 
@@ -211,7 +250,8 @@ async fn oversized_headers_are_refused() {
     let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
     let res = raw::send(
         &server.base,
-        format!("GET /formList HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n").as_bytes(),
+        format!("GET /formList HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await;
     let status = raw::status(&res);
@@ -231,11 +271,14 @@ async fn oversized_headers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_uploads_and_heads_time_out_and_store_nothing() {
-    let server = Server::start_with(&["--upload-idle-timeout", "2", "--request-head-timeout", "2"]).await;
+    let server =
+        Server::start_with(&["--upload-idle-timeout", "2", "--request-head-timeout", "2"]).await;
     let admin = server.admin().await;
     let xml = std::fs::read(fixture("forms/all_features.xml")).expect("fixture");
     assert_eq!(admin.upload_form(&xml, true).await.0, 201);
-    admin.create_user("lan", "lan-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
     let prefix = key_prefix(&admin).await;
 
     // A body that stops half-way, as a phone that lost its signal.
@@ -243,16 +286,26 @@ async fn stalled_uploads_and_heads_time_out_and_store_nothing() {
     let xml = all_features_instance(&id, None, "Stalled", 2, Some("photo1.jpg"));
     let boundary = "----stall";
     let photo = random_bytes(50_000);
-    let parts: Vec<(&[u8], Option<&[u8]>, &str, &[u8])> = vec![
+    let parts: Vec<raw::RawPart> = vec![
         (b"xml_submission_file", Some(b"x.xml"), "text/xml", &xml),
         (b"photo1.jpg", Some(b"photo1.jpg"), "image/jpeg", &photo),
     ];
-    let request = raw::post(&format!("{prefix}/submission"), boundary, &raw::multipart(boundary, &parts));
+    let request = raw::post(
+        &format!("{prefix}/submission"),
+        boundary,
+        &raw::multipart(boundary, &parts),
+    );
     let mut stream = raw::connect(&server.base).await;
-    stream.write_all(&request[..request.len() - 20_000]).await.expect("write");
+    stream
+        .write_all(&request[..request.len() - 20_000])
+        .await
+        .expect("write");
     let res = raw::read_response(&mut stream, Duration::from_secs(30)).await;
     assert_eq!(raw::status(&res), 408, "{res}");
-    assert!(openrosa_error(&res).contains("nothing arrived for 2 seconds"), "{res}");
+    assert!(
+        openrosa_error(&res).contains("nothing arrived for 2 seconds"),
+        "{res}"
+    );
 
     // A request head that never ends.
     let mut stream = raw::connect(&server.base).await;

@@ -83,14 +83,20 @@ async fn lock_outs_revocations_and_used_nonces_hold_on_every_instance() {
     let a = Server::start_with(&["--login-max-failures", "4"]).await;
     let b = Server::start_sharing(&a, &["--login-max-failures", "4"]).await;
     let admin = a.admin().await;
-    admin.create_user("lan", "lan-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
     let xml = std::fs::read(fixture("forms/all_features.xml")).expect("fixture");
     assert_eq!(admin.upload_form(&xml, true).await.0, 201);
 
     // Failures spread over both instances (at once) add up.
     let mut tries = Vec::new();
     for n in 0..4 {
-        let base = if n % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        let base = if n % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
         tries.push(tokio::spawn(async move {
             reqwest::Client::new()
                 .post(format!("{base}/api/v1/auth/token"))
@@ -117,16 +123,39 @@ async fn lock_outs_revocations_and_used_nonces_hold_on_every_instance() {
 
     // A token revoked through one instance is refused by the other at once.
     let on_b = Admin::login(&b, "admin", ADMIN_PASSWORD).await;
-    assert_eq!(on_b.get("/api/v1/forms").send().await.expect("get").status(), 200);
-    let res = admin.post("/api/v1/auth/logout").send().await.expect("logout");
+    assert_eq!(
+        on_b.get("/api/v1/forms")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+    let res = admin
+        .post("/api/v1/auth/logout")
+        .send()
+        .await
+        .expect("logout");
     assert_eq!(res.status(), 200);
-    assert_eq!(on_b.get("/api/v1/forms").send().await.expect("get").status(), 401);
+    assert_eq!(
+        on_b.get("/api/v1/forms")
+            .send()
+            .await
+            .expect("get")
+            .status(),
+        401
+    );
 
     // A submission POST replayed to the other instance is refused.
     let admin = Admin::login(&a, "admin", ADMIN_PASSWORD).await;
-    admin.create_user("mai", "mai-password-1", "collector").await;
+    admin
+        .create_user("mai", "mai-password-1", "collector")
+        .await;
     let challenge = reqwest::get(a.url("/formList")).await.expect("get");
-    let h = challenge.headers()["www-authenticate"].to_str().expect("h").to_string();
+    let h = challenge.headers()["www-authenticate"]
+        .to_str()
+        .expect("h")
+        .to_string();
     let start = h.find("nonce=\"").expect("nonce") + 7;
     let nonce = &h[start..start + h[start..].find('"').expect("end")];
     let uri = "/submission";

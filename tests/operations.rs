@@ -26,12 +26,14 @@ async fn health_readiness_metrics_and_request_ids() {
     let collect = collector(&server);
     let id = new_instance_id();
     let res = collect
-        .submit(&all_features_instance(&id, None, "Metrics", 2, None), &[], false)
+        .submit(
+            &all_features_instance(&id, None, "Metrics", 2, None),
+            &[],
+            false,
+        )
         .await;
     assert_eq!(res.status(), 201);
-    let res = collect
-        .submit(b"<not xml", &[], false)
-        .await;
+    let res = collect.submit(b"<not xml", &[], false).await;
     assert_eq!(res.status(), 400);
 
     // A request id given by a proxy is kept; otherwise one is made.
@@ -98,7 +100,7 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_the_server_exits() {
     let xml = all_features_instance(&id, None, "Shutdown", 2, Some("photo1.jpg"));
     let photo = random_bytes(200_000);
     let boundary = "----shutdown";
-    let parts: Vec<(&[u8], Option<&[u8]>, &str, &[u8])> = vec![
+    let parts: Vec<raw::RawPart> = vec![
         (b"xml_submission_file", Some(b"x.xml"), "text/xml", &xml),
         (b"photo1.jpg", Some(b"photo1.jpg"), "image/jpeg", &photo),
     ];
@@ -115,7 +117,10 @@ async fn sigterm_lets_an_upload_in_flight_finish_then_the_server_exits() {
     assert_eq!(raw::status(&res), 201, "{res}");
     let (status, printed) = server.wait_exit();
     assert!(status.success(), "{status:?}");
-    assert!(printed.iter().any(|l| l == "fieldtally stopped"), "{printed:?}");
+    assert!(
+        printed.iter().any(|l| l == "fieldtally stopped"),
+        "{printed:?}"
+    );
 
     server.restart();
     let admin = server.admin().await;
@@ -133,7 +138,11 @@ async fn an_online_backup_restores_to_a_working_server() {
         let photo = random_bytes(10_000 + n);
         let xml = all_features_instance(&id, None, &format!("Backup {n}"), 2, Some("photo1.jpg"));
         let res = collect
-            .submit(&xml, &[Attachment::jpeg("photo1.jpg", photo.clone())], false)
+            .submit(
+                &xml,
+                &[Attachment::jpeg("photo1.jpg", photo.clone())],
+                false,
+            )
             .await;
         assert_eq!(res.status(), 201);
         sent.insert(id, photo);
@@ -153,7 +162,11 @@ async fn an_online_backup_restores_to_a_working_server() {
         })
     };
     let out = server.cli(&["backup", &dir], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     busy.await.expect("uploads");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(summary["blobs_copied"], 5, "{summary}");
@@ -174,7 +187,11 @@ async fn an_online_backup_restores_to_a_working_server() {
         .arg(restored_dir.path())
         .output()
         .expect("restore");
-    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
     // Restoring over an existing database is refused.
     let twice = std::process::Command::new(env!("CARGO_BIN_EXE_fieldtally"))
         .args(["restore", &dir, "--data-dir"])
@@ -280,7 +297,11 @@ async fn random_sigkills_during_uploads_lose_nothing_acknowledged_and_fsck_clean
         }
         // No row points at a missing file, at any point.
         let (_, report) = fsck(&server, &[]);
-        assert_eq!(report["missing"], serde_json::json!([]), "round {round}: {report}");
+        assert_eq!(
+            report["missing"],
+            serde_json::json!([]),
+            "round {round}: {report}"
+        );
     }
     let admin = server.admin().await;
     let acked = acked.lock().expect("lock").clone();
@@ -296,7 +317,10 @@ async fn random_sigkills_during_uploads_lose_nothing_acknowledged_and_fsck_clean
     }
     for s in admin.all_submissions("").await {
         let d = admin
-            .json(&format!("/api/v1/submissions/{}", s["instance_id"].as_str().expect("id")))
+            .json(&format!(
+                "/api/v1/submissions/{}",
+                s["instance_id"].as_str().expect("id")
+            ))
             .await;
         assert!(d["attachments"]
             .as_array()
@@ -332,7 +356,11 @@ async fn fsck_reports_a_row_whose_file_is_gone() {
     let photo = random_bytes(1000);
     let xml = all_features_instance(&id, None, "Gone", 2, Some("photo1.jpg"));
     collect
-        .submit(&xml, &[Attachment::jpeg("photo1.jpg", photo.clone())], false)
+        .submit(
+            &xml,
+            &[Attachment::jpeg("photo1.jpg", photo.clone())],
+            false,
+        )
         .await;
     let sha = sha256_hex(&photo);
     std::fs::remove_file(server.data_dir().join("blobs").join(&sha[..2]).join(&sha)).expect("rm");

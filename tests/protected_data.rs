@@ -26,7 +26,9 @@ fn key_line(id: &str) -> String {
 async fn protect(admin: &Admin) -> (u16, Value) {
     let res = admin
         .put("/api/v1/forms/all_features/protection")
-        .json(&json!({ "sensitive": true, "geo_decimals": 2, "consent_field": "household/province" }))
+        .json(
+            &json!({ "sensitive": true, "geo_decimals": 2, "consent_field": "household/province" }),
+        )
         .send()
         .await
         .expect("put");
@@ -51,7 +53,9 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
         let xml = std::fs::read(fixture(f)).expect("fixture");
         assert_eq!(admin.upload_form(&xml, true).await.0, 201);
     }
-    admin.create_user("lan", "lan-password-1", "collector").await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
     let (status, body) = protect(&admin).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["sensitive"], true);
@@ -76,7 +80,10 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
 
     // At rest: the name is nowhere in the stored XML of the sensitive form.
     assert!(!stored_xml_contains(&server, NAME));
-    assert!(!stored_xml_contains(&server, "21.3256"), "precise location sealed too");
+    assert!(
+        !stored_xml_contains(&server, "21.3256"),
+        "precise location sealed too"
+    );
     assert!(stored_xml_contains(&server, "plain note"));
 
     let d = admin.json(&format!("/api/v1/submissions/{id}")).await;
@@ -88,7 +95,10 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
     assert_eq!(d["geopoint"]["alt"], 650.0);
     assert_eq!(d["fields"]["location"], "21.33 103.92 650 8.5");
     assert_eq!(d["fields"]["route"], "21.30 103.90 0 5;21.31 103.91 0 5");
-    assert_eq!(d["consent"], json!({ "field": "household/province", "value": "hcm" }));
+    assert_eq!(
+        d["consent"],
+        json!({ "field": "household/province", "value": "hcm" })
+    );
     let list = admin.all_submissions("&form=all_features").await;
     assert_eq!(list[0]["instance_name"], Value::Null);
     let plain = admin.json(&format!("/api/v1/submissions/{plain_id}")).await;
@@ -109,7 +119,9 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
         .expect("entries")
         .is_empty());
     let res = admin
-        .get(&format!("/api/v1/submissions/{id}/xml?purpose=referral%20follow-up"))
+        .get(&format!(
+            "/api/v1/submissions/{id}/xml?purpose=referral%20follow-up"
+        ))
         .send()
         .await
         .expect("get");
@@ -131,7 +143,9 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
     assert_eq!(entries[0]["purpose"], "referral follow-up");
     assert_eq!(entries[1]["purpose"], "quality check");
     let after = entries[0]["id"].as_i64().expect("id");
-    let page = admin.json(&format!("/api/v1/access-log?after={after}")).await;
+    let page = admin
+        .json(&format!("/api/v1/access-log?after={after}"))
+        .await;
     assert_eq!(page["entries"].as_array().map(Vec::len), Some(1));
     // The plain XML needs no purpose and is not logged.
     let res = admin
@@ -146,7 +160,11 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
     let k2 = key_line("k2");
     write_keys(keys_dir.path(), &[k1.trim().to_string(), k2.clone()]);
     let out = server.cli(&["keys", "rotate", "--data-key-file", &keys_arg], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(said.contains("1 moved to key 'k2'"), "{said}");
     write_keys(keys_dir.path(), &[k2]);
@@ -154,7 +172,9 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
     server.restart();
     let admin = server.admin().await;
     let res = admin
-        .get(&format!("/api/v1/submissions/{id}/xml?purpose=after%20rotation"))
+        .get(&format!(
+            "/api/v1/submissions/{id}/xml?purpose=after%20rotation"
+        ))
         .send()
         .await
         .expect("get");
@@ -187,7 +207,8 @@ async fn without_a_data_key_a_form_cannot_be_marked_sensitive_nor_receive_sensit
     // the phone keeps them and sends later) instead of storing them unprotected.
     let keys_dir = tempfile::tempdir().expect("dir");
     let keys = write_keys(keys_dir.path(), &[key_line("k1")]);
-    let with_key = Server::start_sharing(&server, &["--data-key-file", &keys.display().to_string()]).await;
+    let with_key =
+        Server::start_sharing(&server, &["--data-key-file", &keys.display().to_string()]).await;
     let admin2 = with_key.admin().await;
     assert_eq!(protect(&admin2).await.0, 200);
     drop(with_key);

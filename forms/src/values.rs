@@ -78,7 +78,8 @@ fn number(text: &str, digits: usize) -> Option<u32> {
 fn check_date(text: &str) -> Result<(), String> {
     let bad = || format!("{:?} is not a date YYYY-MM-DD", shorten(text));
     let mut parts = text.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -88,9 +89,7 @@ fn check_date(text: &str) -> Result<(), String> {
         number(d, 2).ok_or_else(bad)?,
     );
     if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
-        return Err(format!(
-            "the year {year} is outside {MIN_YEAR}..{MAX_YEAR}"
-        ));
+        return Err(format!("the year {year} is outside {MIN_YEAR}..{MAX_YEAR}"));
     }
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
     let days = match month {
@@ -201,7 +200,10 @@ fn reduce_points(text: &str, decimals: u32) -> Option<String> {
     let mut out = Vec::new();
     for piece in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let p = Geopoint::parse(piece).ok()?.rounded(decimals);
-        let mut s = format!("{:.*} {:.*}", decimals as usize, p.lat, decimals as usize, p.lon);
+        let mut s = format!(
+            "{:.*} {:.*}",
+            decimals as usize, p.lat, decimals as usize, p.lon
+        );
         for extra in [p.alt, p.accuracy].into_iter().flatten() {
             s.push_str(&format!(" {extra}"));
         }
@@ -244,7 +246,10 @@ mod tests {
             (json!({"location": "NaN 0"}), "location"),
             (json!({"location": "1 2 3 4 5"}), "location"),
             (json!({"road": "1 2"}), "road"),
-            (json!({"field_boundary": "1 2;3 4;5 6;7 8"}), "field_boundary"),
+            (
+                json!({"field_boundary": "1 2;3 4;5 6;7 8"}),
+                "field_boundary",
+            ),
             (json!({"visit_date": "2025-02-29"}), "visit_date"),
             (json!({"visit_date": "99999-01-01"}), "visit_date"),
             (json!({"visit_date": "1066-10-14"}), "outside 1900..2100"),
@@ -270,7 +275,10 @@ mod tests {
         reduce_geo_precision(&form, &mut fields, 2);
         assert_eq!(fields["location"], "5.60 -0.19 61.2 4.8");
         assert_eq!(fields["road"], "5.60 -0.19 61.2 4.8;5.60 -0.19 60 5");
-        assert_eq!(fields["household/head_name"], "5.6037 -0.187", "text is text");
+        assert_eq!(
+            fields["household/head_name"], "5.6037 -0.187",
+            "text is text"
+        );
         let p = Geopoint::parse("21.32567 103.91889").unwrap().rounded(3);
         assert_eq!((p.lat, p.lon), (21.326, 103.919));
     }

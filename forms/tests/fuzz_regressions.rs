@@ -63,6 +63,8 @@ fn hostile_seeds_are_refused_with_a_reason() {
     }
     let data = std::fs::read(dir.join("bad_typed_values.xml")).expect("read");
     let extracted = extract(&form, &data).expect("well-formed");
-    let err = check_values(&form, &extracted.fields).expect_err("bad values").to_string();
+    let err = check_values(&form, &extracted.fields)
+        .expect_err("bad values")
+        .to_string();
     assert!(err.contains("location"), "{err}");
 }

@@ -120,7 +120,10 @@ pub fn restore(url: &str, data_dir: &Path, dir: &Path) -> Result<Summary, AppErr
     if !dir.join("backup.json").is_file() {
         return Err(AppError::not_found(
             "no_backup",
-            format!("{} is not a fieldtally backup (no backup.json)", dir.display()),
+            format!(
+                "{} is not a fieldtally backup (no backup.json)",
+                dir.display()
+            ),
         ));
     }
     let sqlite: Option<PathBuf> = db::sqlite_path(url)?;
@@ -161,7 +164,9 @@ pub fn restore(url: &str, data_dir: &Path, dir: &Path) -> Result<Summary, AppErr
         }
         let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(c)?;
         if rows.first().map(|r| r.integrity_check.as_str()) != Some("ok") {
-            return Err(AppError::internal("the restored database fails its integrity check"));
+            return Err(AppError::internal(
+                "the restored database fails its integrity check",
+            ));
         }
         c.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")?;
     }

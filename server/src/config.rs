@@ -70,7 +70,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FIELDTALLY_LOGIN_MAX_FAILURES", default_value_t = 10)]
     pub login_max_failures: i64,
     /// Failed sign-ins from one address (IPv6: one /64) within 15 minutes before it is locked out.
-    #[arg(long, env = "FIELDTALLY_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "FIELDTALLY_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 100
+    )]
     pub login_max_failures_per_address: i64,
     /// How long a lock-out lasts, in seconds.
     #[arg(long, env = "FIELDTALLY_LOGIN_LOCKOUT_SECS", default_value_t = 900)]

@@ -76,9 +76,14 @@ impl DataKeys {
             let bytes = hex::decode(hex_key)
                 .ok()
                 .filter(|b| b.len() == 32)
-                .ok_or_else(|| bad_keys(format!("line {}: the key must be 64 hex digits", n + 1)))?;
+                .ok_or_else(|| {
+                    bad_keys(format!("line {}: the key must be 64 hex digits", n + 1))
+                })?;
             if keys.iter().any(|k| k.id == id) {
-                return Err(bad_keys(format!("line {}: key id '{id}' appears twice", n + 1)));
+                return Err(bad_keys(format!(
+                    "line {}: key id '{id}' appears twice",
+                    n + 1
+                )));
             }
             let cipher = Aes256Gcm::new_from_slice(&bytes)
                 .map_err(|_| bad_keys(format!("line {}: not a 256-bit key", n + 1)))?;
@@ -183,7 +188,9 @@ impl DataKeys {
                 },
             )
             .map_err(|_| {
-                AppError::internal("sealed value does not open: damaged, or moved from another record")
+                AppError::internal(
+                    "sealed value does not open: damaged, or moved from another record",
+                )
             })
     }
 }
@@ -248,10 +255,19 @@ mod tests {
         assert!(is_sealed(&sealed));
         assert_eq!(key_id_of(&sealed), Some("k1"));
         assert!(!sealed.windows(6).any(|w| w == b"Lo Thi"), "no plaintext");
-        assert_eq!(keys.open(&sealed, b"ctx:1").expect("open"), b"<data>Lo Thi A</data>");
-        assert!(keys.open(&sealed, b"ctx:2").is_err(), "moved to another record");
+        assert_eq!(
+            keys.open(&sealed, b"ctx:1").expect("open"),
+            b"<data>Lo Thi A</data>"
+        );
+        assert!(
+            keys.open(&sealed, b"ctx:2").is_err(),
+            "moved to another record"
+        );
         // Two seals of one value differ (random nonce).
-        assert_ne!(sealed, keys.seal(b"<data>Lo Thi A</data>", b"ctx:1").expect("seal"));
+        assert_ne!(
+            sealed,
+            keys.seal(b"<data>Lo Thi A</data>", b"ctx:1").expect("seal")
+        );
     }
 
     #[test]
@@ -288,14 +304,20 @@ mod tests {
             ("", "no key"),
             ("k1", "not `ID HEX`"),
             ("k1 abcd", "64 hex digits"),
-            ("bad/id 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", "key id"),
+            (
+                "bad/id 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                "key id",
+            ),
             (&format!("{K1}\n{K1}"), "appears twice"),
         ] {
             let err = DataKeys::parse(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
         let line = DataKeys::generate_line("2026-01").expect("line");
-        assert_eq!(DataKeys::parse(&line).expect("parses").current_id(), "2026-01");
+        assert_eq!(
+            DataKeys::parse(&line).expect("parses").current_id(),
+            "2026-01"
+        );
         assert!(DataKeys::generate_line("a b").is_err());
         assert!(!format!("{:?}", DataKeys::parse(K1).expect("k")).contains("0001"));
     }

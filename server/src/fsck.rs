@@ -248,7 +248,11 @@ mod tests {
         assert!(blobs.exists(&kept));
         let again = run(&mut conn, &blobs, Duration::ZERO, false)?;
         assert!(again.unreferenced.is_empty());
-        assert_eq!(again.missing.len(), 1, "a missing blob cannot be repaired, only reported");
+        assert_eq!(
+            again.missing.len(),
+            1,
+            "a missing blob cannot be repaired, only reported"
+        );
         Ok(())
     }
 }

@@ -138,7 +138,8 @@ fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         })
         .map(str::to_string)
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))

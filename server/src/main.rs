@@ -147,9 +147,9 @@ fn rotate(keys: &DataKeyArgs, db: &DatabaseArgs) -> anyhow::Result<()> {
     let mut total = protection::Resealed::default();
     loop {
         let after = total.last_id;
-        let batch = conn.conn().write_transaction(|c| {
-            protection::reseal_batch(c, &keys, &sensitive, after, 200)
-        })?;
+        let batch = conn
+            .conn()
+            .write_transaction(|c| protection::reseal_batch(c, &keys, &sensitive, after, 200))?;
         if batch.scanned == 0 {
             break;
         }

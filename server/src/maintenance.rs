@@ -25,7 +25,11 @@ pub async fn run(db: Db) {
             .await;
         match result {
             Ok((counters, nonces)) => {
-                tracing::debug!(counters, nonces, "purged expired sign-in counters and nonces")
+                tracing::debug!(
+                    counters,
+                    nonces,
+                    "purged expired sign-in counters and nonces"
+                )
             }
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),
         }

@@ -36,7 +36,13 @@ impl Histogram {
 }
 
 /// Outcomes of submission POSTs that are counted.
-pub const OUTCOMES: [&str; 5] = ["created", "edited", "older_version", "duplicate", "rejected"];
+pub const OUTCOMES: [&str; 5] = [
+    "created",
+    "edited",
+    "older_version",
+    "duplicate",
+    "rejected",
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -104,8 +110,16 @@ impl Metrics {
                     );
                 }
                 let _ = writeln!(out, "fieldtally_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "fieldtally_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-                let _ = writeln!(out, "fieldtally_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "fieldtally_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "fieldtally_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    h.count
+                );
             }
         }
         out.push_str("# HELP fieldtally_submissions_total Submission POSTs by outcome.\n");
@@ -134,12 +148,20 @@ fn escape(label: &str) -> String {
 
 /// Adds the writer's batch statistics to `out`.
 pub fn render_batches(out: &mut String, buckets: &[(usize, u64)], batches: u64, jobs: u64) {
-    out.push_str("# HELP fieldtally_writer_batch_size Writes committed together in one transaction.\n");
+    out.push_str(
+        "# HELP fieldtally_writer_batch_size Writes committed together in one transaction.\n",
+    );
     out.push_str("# TYPE fieldtally_writer_batch_size histogram\n");
     for (bound, n) in buckets {
-        let _ = writeln!(out, "fieldtally_writer_batch_size_bucket{{le=\"{bound}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "fieldtally_writer_batch_size_bucket{{le=\"{bound}\"}} {n}"
+        );
     }
-    let _ = writeln!(out, "fieldtally_writer_batch_size_bucket{{le=\"+Inf\"}} {batches}");
+    let _ = writeln!(
+        out,
+        "fieldtally_writer_batch_size_bucket{{le=\"+Inf\"}} {batches}"
+    );
     let _ = writeln!(out, "fieldtally_writer_batch_size_sum {jobs}");
     let _ = writeln!(out, "fieldtally_writer_batch_size_count {batches}");
 }
@@ -157,10 +179,16 @@ mod tests {
         m.record_submission("created");
         m.record_submission("nonsense");
         let text = m.render(&WriterStats::default(), 3);
-        assert!(text.contains("fieldtally_http_requests_total{method=\"GET\",route=\"/formList\",status=\"200\"} 2"));
+        assert!(text.contains(
+            "fieldtally_http_requests_total{method=\"GET\",route=\"/formList\",status=\"200\"} 2"
+        ));
         assert!(text.contains("method=\"OTHER\""));
-        assert!(text.contains("fieldtally_http_request_duration_seconds_bucket{route=\"/formList\",le=\"0.005\"} 1"));
-        assert!(text.contains("fieldtally_http_request_duration_seconds_count{route=\"/formList\"} 2"));
+        assert!(text.contains(
+            "fieldtally_http_request_duration_seconds_bucket{route=\"/formList\",le=\"0.005\"} 1"
+        ));
+        assert!(
+            text.contains("fieldtally_http_request_duration_seconds_count{route=\"/formList\"} 2")
+        );
         assert!(text.contains("fieldtally_submissions_total{outcome=\"created\"} 1"));
         assert!(text.contains("fieldtally_writer_queue_length 3"));
         assert!(text.contains("fieldtally_writer_batch_size_count 0"));

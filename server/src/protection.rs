@@ -57,8 +57,7 @@ impl Protection {
         if let Some(f) = &self.consent_field {
             let ok = !f.is_empty()
                 && f.len() <= 200
-                && f.chars()
-                    .all(|c| c.is_alphanumeric() || "_-./".contains(c));
+                && f.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c));
             if !ok {
                 return Err(AppError::bad_request(
                     "bad_consent_field",
@@ -89,7 +88,8 @@ pub fn get(conn: &mut Conn<'_>, form_id: &str) -> Result<Protection, AppError> {
 
 pub fn set(conn: &mut Conn<'_>, form_id: &str, p: &Protection) -> Result<Protection, AppError> {
     p.validate()?;
-    let known: i64 = on_conn!(conn, c => forms::table.filter(forms::form_id.eq(form_id)).count().get_result(c))?;
+    let known: i64 =
+        on_conn!(conn, c => forms::table.filter(forms::form_id.eq(form_id)).count().get_result(c))?;
     if known == 0 {
         return Err(AppError::not_found(
             "unknown_form",

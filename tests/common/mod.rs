@@ -393,8 +393,8 @@ pub fn raw_bytes(server: &Server, sql: &str) -> Vec<Vec<u8>> {
         }
         None => {
             let path = server.data_dir().join("fieldtally.sqlite3");
-            let mut c = diesel::SqliteConnection::establish(&path.display().to_string())
-                .expect("open");
+            let mut c =
+                diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
             diesel::sql_query(sql).load(&mut c).expect("query")
         }
     };

@@ -47,8 +47,11 @@ pub fn status(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// A multipart body from (part name, file name, content type, bytes) parts.
-pub fn multipart(boundary: &str, parts: &[(&[u8], Option<&[u8]>, &str, &[u8])]) -> Vec<u8> {
+/// One part: (part name, file name, content type, bytes), raw bytes so names can be hostile.
+pub type RawPart<'a> = (&'a [u8], Option<&'a [u8]>, &'a str, &'a [u8]);
+
+/// A multipart body from parts.
+pub fn multipart(boundary: &str, parts: &[RawPart<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, filename, content_type, bytes) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());

@@ -217,7 +217,11 @@ mod tests {
             n.split_once('.').map(|x| x.1).unwrap_or("")
         );
         assert_eq!(check_nonce(secret, &forged, 2_000_000), NonceCheck::Invalid);
-        assert_ne!(make_nonce(secret, 5), make_nonce(secret, 5), "no two nonces alike");
+        assert_ne!(
+            make_nonce(secret, 5),
+            make_nonce(secret, 5),
+            "no two nonces alike"
+        );
         assert_eq!(check_nonce(secret, "garbage", 0), NonceCheck::Invalid);
     }
 }

@@ -26,10 +26,13 @@ pub struct NonceUse {
     pub cnonce: String,
 }
 
-/// Nonces this instance has seen, with their expiry (unix seconds).
+/// A nonce's expiry (unix seconds) and the (nc, cnonce) pairs seen with it.
+type Uses = (i64, HashSet<(String, String)>);
+
+/// Nonces this instance has seen.
 #[derive(Default)]
 pub struct SeenNonces {
-    seen: Mutex<HashMap<String, (i64, HashSet<(String, String)>)>>,
+    seen: Mutex<HashMap<String, Uses>>,
 }
 
 /// Bound on remembered nonces; past it, expired ones are dropped.
@@ -71,7 +74,13 @@ pub fn replayed() -> AppError {
 }
 
 pub fn is_replayed(e: &AppError) -> bool {
-    matches!(e, AppError::Client { code: "nonce_reused", .. })
+    matches!(
+        e,
+        AppError::Client {
+            code: "nonce_reused",
+            ..
+        }
+    )
 }
 
 /// Records the use in the database; a use seen before is refused with [`replayed`]. Runs in the

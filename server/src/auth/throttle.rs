@@ -205,7 +205,10 @@ mod tests {
         let (_, mut db) = crate::db::connect(&url)?;
         let mut conn = db.conn();
         let t0 = crate::users::now();
-        let keys = vec![account_key("Lan"), address_key("10.0.0.1".parse().expect("ip"))];
+        let keys = vec![
+            account_key("Lan"),
+            address_key("10.0.0.1".parse().expect("ip")),
+        ];
         for n in 0..3 {
             assert_eq!(check(&mut conn, &keys, t0)?, None, "after {n} failures");
             record_failure(&mut conn, &keys[0], limit(), t0)?;

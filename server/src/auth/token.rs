@@ -109,7 +109,8 @@ mod tests {
         let mut conn = db.conn();
         assert_eq!(generation(&mut conn, 7)?, 0);
         // token_generations references users, so create user 7's row first.
-        let new = crate::users::NewUser::prepare("seven", "password-seven", crate::users::Role::Admin)?;
+        let new =
+            crate::users::NewUser::prepare("seven", "password-seven", crate::users::Role::Admin)?;
         let user = crate::users::create(&mut conn, &new)?;
         assert_eq!(revoke_all(&mut conn, user.id)?, 1);
         assert_eq!(revoke_all(&mut conn, user.id)?, 2);

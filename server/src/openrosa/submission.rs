@@ -19,9 +19,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::xml;
+use crate::auth::replay;
 use crate::auth::Collector;
 use crate::error::{AppError, OpenRosaError};
-use crate::auth::replay;
 use crate::forms;
 use crate::protection;
 use crate::state::AppState;
@@ -93,16 +93,18 @@ async fn next_within<S, T>(stream: &mut S, idle: Duration) -> Result<Option<T>, 
 where
     S: futures_util::Stream<Item = T> + Unpin,
 {
-    tokio::time::timeout(idle, stream.next()).await.map_err(|_| {
-        AppError::client(
-            StatusCode::REQUEST_TIMEOUT,
-            "upload_timeout",
-            format!(
-                "nothing arrived for {} seconds; the upload was abandoned, send it again",
-                idle.as_secs()
-            ),
-        )
-    })
+    tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| {
+            AppError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!(
+                    "nothing arrived for {} seconds; the upload was abandoned, send it again",
+                    idle.as_secs()
+                ),
+            )
+        })
 }
 
 /// A part or file name a client chose: it is only ever compared with the names in the instance
@@ -338,7 +340,11 @@ async fn receive(
                 "this form holds protected data and the server cannot store it safely yet; keep the form on the phone and send it later",
             )
         })?;
-        fieldtally_forms::reduce_geo_precision(&def, &mut extracted.fields, protection.geo_decimals);
+        fieldtally_forms::reduce_geo_precision(
+            &def,
+            &mut extracted.fields,
+            protection.geo_decimals,
+        );
         extracted.first_geopoint = extracted
             .first_geopoint
             .map(|g| g.rounded(protection.geo_decimals));
@@ -348,7 +354,10 @@ async fn receive(
         if let Some(fields) = extracted.fields.as_object_mut() {
             fields.remove("meta/instanceName");
         }
-        stored_xml = keys.seal(&stored_xml, &crate::crypto::xml_context(&identity.instance_id))?;
+        stored_xml = keys.seal(
+            &stored_xml,
+            &crate::crypto::xml_context(&identity.instance_id),
+        )?;
     }
     let consent = protection.consent_field.as_ref().map(|field| {
         (
