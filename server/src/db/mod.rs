@@ -22,6 +22,9 @@ pub use writer::{Writer, WriterStats};
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// PostgreSQL advisory lock key that every writing transaction holds (see `write_transaction`).
+const WRITE_LOCK: i64 = 727_466;
+
 /// An owned connection to either backend.
 pub enum DbConn {
     Sqlite(SqliteConnection),
@@ -64,7 +67,10 @@ impl DbConn {
 impl Conn<'_> {
     /// A transaction that writes; on SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
     /// because a deferred transaction that upgrades from read to write deadlocks under
-    /// concurrent writers.
+    /// concurrent writers. On PostgreSQL it takes a transaction-level advisory lock, for the same
+    /// reason: two instances' writers each insert a batch of rows, and two batches holding the
+    /// same new keys in different orders deadlock (one of them then fails). Writes of all
+    /// instances thus take turns, one grouped transaction at a time, as on SQLite.
     pub fn write_transaction<T, E>(
         &mut self,
         f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
@@ -74,7 +80,10 @@ impl Conn<'_> {
     {
         match self {
             Conn::Sqlite(c) => c.immediate_transaction(|c| f(&mut Conn::Sqlite(c))),
-            Conn::Pg(c) => c.transaction(|c| f(&mut Conn::Pg(c))),
+            Conn::Pg(c) => c.transaction(|c| {
+                c.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
+                f(&mut Conn::Pg(c))
+            }),
         }
     }
 
