@@ -27,6 +27,8 @@
 #                                       form.xml answers.txt [--edit old_instance.xml] > instance.xml
 #                                answers.txt: one `/data/path=value` per line, repeats 1-based as
 #                                `/data/members[2]/member_name=Lan`; values in XForm string form.
+#                                Form media (hamlets.csv for select_one_from_file, ...) are read
+#                                from FORM.xml's folder, as Collect reads its media folder.
 #                                --edit behaves like Collect editing a finalized form: the old
 #                                instanceID moves to meta/deprecatedID and a new uuid: is given.
 #                                Exit 1 with a message on stderr if the form does not load, an

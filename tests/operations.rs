@@ -211,12 +211,15 @@ async fn an_online_backup_restores_to_a_working_server() {
         use std::io::BufRead;
         let out = restored.stdout.take().expect("stdout");
         let mut lines = std::io::BufReader::new(out).lines();
-        loop {
+        let base = loop {
             let line = lines.next().expect("line").expect("line");
             if let Some(a) = line.strip_prefix("fieldtally listening on ") {
                 break a.to_string();
             }
-        }
+        };
+        // Keep reading, so the server's log lines never meet a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        base
     };
     let token: Value = reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/token"))

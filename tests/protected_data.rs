@@ -182,42 +182,84 @@ async fn a_sensitive_forms_submissions_are_sealed_reduced_and_read_only_with_a_p
     assert_eq!(res.bytes().await.expect("bytes").as_ref(), xml.as_slice());
 }
 
+/// A form that marks its name field sensitive, as the Project 8 outreach form does.
+const MARKED_FORM: &str = r#"<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml" xmlns:jr="http://openrosa.org/javarosa" xmlns:fieldtally="urn:fieldtally"><h:head><h:title>Marked</h:title><model><instance><data id="marked" version="1"><consent/><woman_name/><year/><location/><meta><instanceID/><instanceName/></meta></data></instance><bind nodeset="/data/consent" type="string"/><bind nodeset="/data/woman_name" type="string" fieldtally:sensitive="yes"/><bind nodeset="/data/year" type="int"/><bind nodeset="/data/location" type="geopoint"/></model></h:head><h:body/></h:html>"#;
+
+fn marked_instance(id: &str) -> Vec<u8> {
+    format!(r#"<data id="marked" version="1"><consent>yes</consent><woman_name>{NAME}</woman_name><year>1998</year><location>21.3256 103.9188 650 5</location><meta><instanceID>{id}</instanceID><instanceName>{NAME} 1998</instanceName></meta></data>"#).into_bytes()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_data_key_a_form_cannot_be_marked_sensitive_nor_receive_sensitive_data() {
-    let (server, admin) = server_with_forms().await;
-    let (status, body) = protect(&admin).await;
-    assert_eq!(status, 409);
-    assert_eq!(body["error"]["code"], "no_data_key");
-    let res = admin
-        .put("/api/v1/forms/all_features/protection")
-        .json(&json!({ "sensitive": true, "geo_decimals": 9 }))
-        .send()
-        .await
-        .expect("put");
+async fn a_form_marking_fields_sensitive_is_protected_with_a_key_made_on_first_start() {
+    let (mut server, admin) = server_with_forms().await;
+    let keys = server.data_dir().join("data.keys");
+    let mode = std::fs::metadata(&keys)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner reads the key file");
+    assert_eq!(admin.upload_form(MARKED_FORM.as_bytes(), true).await.0, 201);
+    // No administrator setting needed: the marks make the form sensitive.
+    let id = new_instance_id();
+    let res = collector(&server)
+        .submit(&marked_instance(&id), &[], false)
+        .await;
+    assert_eq!(res.status(), 201);
+
+    assert!(!stored_xml_contains(&server, NAME));
+    let as_bytes = if server.database_url().is_some() {
+        "convert_to(sensitive, 'UTF8')"
+    } else {
+        "CAST(sensitive AS BLOB)"
+    };
+    let sensitive_column = raw_bytes(
+        &server,
+        &format!("SELECT {as_bytes} AS b FROM submission_versions WHERE sensitive IS NOT NULL"),
+    );
+    assert_eq!(sensitive_column.len(), 1);
+    let text = String::from_utf8_lossy(&sensitive_column[0]).to_string();
+    assert!(
+        !text.contains("Xuân") && text.contains("woman_name"),
+        "{text}"
+    );
+
+    let d = admin.json(&format!("/api/v1/submissions/{id}")).await;
+    assert_eq!(d["xml_sealed"], true);
+    assert_eq!(d["sensitive_fields"], json!(["woman_name"]));
+    assert!(d["fields"].get("woman_name").is_none());
+    assert_eq!(d["instance_name"], Value::Null);
+    assert_eq!(d["fields"]["location"], "21.33 103.92 650 5");
+    assert_eq!(d["consent"], json!({ "field": "consent", "value": "yes" }));
+
+    let path = format!("/api/v1/submissions/{id}/sensitive");
+    let res = admin.get(&path).send().await.expect("get");
     assert_eq!(res.status(), 400);
     let res = admin
-        .put("/api/v1/forms/nope/protection")
-        .json(&json!({ "sensitive": false }))
+        .get(&format!("{path}?purpose=call%20back%20about%20referral"))
         .send()
         .await
-        .expect("put");
-    assert_eq!(res.status(), 404);
+        .expect("get");
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["values"], json!({ "woman_name": NAME }));
+    let log = admin.json("/api/v1/access-log").await;
+    assert_eq!(log["entries"][0]["action"], "sensitive_fields");
+    assert_eq!(log["entries"][0]["purpose"], "call back about referral");
 
-    // A server that had a key and restarts without one refuses the form's submissions (503:
-    // the phone keeps them and sends later) instead of storing them unprotected.
-    let keys_dir = tempfile::tempdir().expect("dir");
-    let keys = write_keys(keys_dir.path(), &[key_line("k1")]);
-    let with_key =
-        Server::start_sharing(&server, &["--data-key-file", &keys.display().to_string()]).await;
-    let admin2 = with_key.admin().await;
-    assert_eq!(protect(&admin2).await.0, 200);
-    drop(with_key);
-    let collect = collector(&server);
-    let id = new_instance_id();
-    let res = collect
-        .submit(&all_features_instance(&id, None, NAME, 2, None), &[], false)
-        .await;
-    assert_eq!(res.status(), 503);
-    assert!(openrosa_message(&res.text().await.expect("body")).contains("send it later"));
-    assert!(admin.all_submissions("").await.is_empty());
+    // The key file lost: the server refuses to start rather than make a new key.
+    server.kill();
+    std::fs::rename(&keys, server.data_dir().join("data.keys.away")).expect("move key file");
+    let out = server.cli(&["serve", "--listen", "127.0.0.1:0"], None);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("restore its data key file"), "{said}");
+    std::fs::rename(server.data_dir().join("data.keys.away"), &keys).expect("restore key file");
+    server.restart();
+    let admin = server.admin().await;
+    let res = admin
+        .get(&format!("{path}?purpose=after%20restart"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 200);
 }

@@ -54,6 +54,27 @@ pub struct FieldDef {
     pub path: String,
     /// The type from the field's `<bind>`; [`FieldKind::Text`] when no bind gives one.
     pub kind: FieldKind,
+    /// The bind says `fieldtally:sensitive="yes"`: the value is personal data (a name, a phone
+    /// number) that the server keeps apart from the other answers and never shows in lists.
+    pub sensitive: bool,
+    /// The bind's `fieldtally:beneficiary` role (`name`, `birth_year`, `household_code`…): the
+    /// field is part of the identity from which the server derives a pseudonymous key.
+    pub beneficiary: Option<String>,
+    /// Filled by the phone itself when the form opens (`odk:setgeopoint`, pyxform's
+    /// start-geopoint), not by the collector at the place of the activity.
+    pub background: bool,
+}
+
+/// Namespace of fieldtally's own bind attributes. In an XLSForm: a survey column
+/// `bind::fieldtally:sensitive` and, in the settings sheet, `namespaces` =
+/// `fieldtally="urn:fieldtally"`; pyxform copies such attributes onto the bind.
+pub const FIELDTALLY_NS: &str = "urn:fieldtally";
+
+/// What fieldtally's bind attributes say about one field.
+#[derive(Debug, Default, Clone)]
+struct Annotations {
+    sensitive: bool,
+    beneficiary: Option<String>,
 }
 
 /// Data type of a field, from its `<bind type="…">`.
@@ -166,7 +187,11 @@ pub fn parse_form(xml: &[u8]) -> Result<FormDef, FormError> {
     if let Some(body) = child(html, "body") {
         select_kinds(body, &root_name, &mut kinds);
     }
-    let mut shape = InstanceShape::default();
+    let mut shape = InstanceShape {
+        annotations: bind_annotations(model, &root_name),
+        background: background_geopoints(&doc, &root_name),
+        ..InstanceShape::default()
+    };
     shape.collect(root, "", &kinds);
     if let Some(body) = child(html, "body") {
         for repeat in body
@@ -222,6 +247,40 @@ fn bind_kinds(model: Node<'_, '_>, root_name: &str) -> HashMap<String, FieldKind
     kinds
 }
 
+/// fieldtally's attributes on the model's `<bind>` elements, by path.
+fn bind_annotations(model: Node<'_, '_>, root_name: &str) -> HashMap<String, Annotations> {
+    let mut found: HashMap<String, Annotations> = HashMap::new();
+    for bind in elements(model).filter(|node| node.tag_name().name() == "bind") {
+        let Some(path) = attr(bind, "nodeset").and_then(|n| relative_path(n, root_name)) else {
+            continue;
+        };
+        for attribute in bind.attributes() {
+            if attribute.namespace() != Some(FIELDTALLY_NS) {
+                continue;
+            }
+            let value = attribute.value().trim();
+            let entry = found.entry(path.to_string()).or_default();
+            match attribute.name() {
+                "sensitive" => entry.sensitive = matches!(value, "yes" | "true" | "true()"),
+                "beneficiary" if !value.is_empty() => {
+                    entry.beneficiary = Some(value.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Paths the phone fills on its own with `odk:setgeopoint` (in the model or the body).
+fn background_geopoints(doc: &Document<'_>, root_name: &str) -> HashSet<String> {
+    doc.descendants()
+        .filter(|node| node.is_element() && node.tag_name().name() == "setgeopoint")
+        .filter_map(|node| attr(node, "ref").and_then(|r| relative_path(r, root_name)))
+        .map(str::to_string)
+        .collect()
+}
+
 /// pyxform binds select_one and select_multiple questions as `string`: the body control
 /// (`<select1>` or `<select>`) tells which one a question is.
 fn select_kinds(body: Node<'_, '_>, root_name: &str, kinds: &mut HashMap<String, FieldKind>) {
@@ -248,6 +307,8 @@ struct InstanceShape {
     fields: Vec<FieldDef>,
     field_paths: HashSet<String>,
     repeats: Vec<String>,
+    annotations: HashMap<String, Annotations>,
+    background: HashSet<String>,
 }
 
 impl InstanceShape {
@@ -264,7 +325,15 @@ impl InstanceShape {
                 self.collect(element, &path, kinds);
             } else if self.field_paths.insert(path.clone()) {
                 let kind = kinds.get(&path).cloned().unwrap_or(FieldKind::Text);
-                self.fields.push(FieldDef { path, kind });
+                let annotations = self.annotations.get(&path).cloned().unwrap_or_default();
+                let background = self.background.contains(&path);
+                self.fields.push(FieldDef {
+                    path,
+                    kind,
+                    sensitive: annotations.sensitive,
+                    beneficiary: annotations.beneficiary,
+                    background,
+                });
             }
         }
     }
@@ -508,6 +577,24 @@ mod tests {
                 ("note", &FieldKind::Text),
             ]
         );
+    }
+
+    #[test]
+    fn fieldtally_bind_attributes_and_background_geopoints() {
+        // As pyxform 4.5 writes `bind::fieldtally:…` columns with the `namespaces` setting.
+        let xml = br#"<h:html xmlns="http://www.w3.org/2002/xforms" xmlns:h="http://www.w3.org/1999/xhtml" xmlns:odk="http://www.opendatakit.org/xforms" xmlns:fieldtally="urn:fieldtally" xmlns:other="urn:other"><h:head><h:title>t</h:title><model><instance><data id="b" version="1"><start_location/><name/><year/><code/><note/><location/><meta><instanceID/></meta></data></instance><bind nodeset="/data/start_location" type="geopoint"/><odk:setgeopoint ref="/data/start_location" event="odk-instance-first-load"/><bind nodeset="/data/name" type="string" fieldtally:sensitive="yes" fieldtally:beneficiary="name"/><bind nodeset="/data/year" type="int" fieldtally:beneficiary="birth_year" fieldtally:sensitive="no"/><bind nodeset="/data/code" type="string" other:sensitive="yes"/><bind nodeset="/data/location" type="geopoint"/></model></h:head><h:body/></h:html>"#;
+        let form = parse_form(xml).unwrap();
+        let field = |path: &str| form.field(path).unwrap().clone();
+        assert!(field("name").sensitive);
+        assert_eq!(field("name").beneficiary.as_deref(), Some("name"));
+        assert!(!field("year").sensitive);
+        assert_eq!(field("year").beneficiary.as_deref(), Some("birth_year"));
+        // Another namespace's attribute of the same name means nothing to fieldtally.
+        assert!(!field("code").sensitive);
+        assert_eq!(field("code").beneficiary, None);
+        assert!(field("start_location").background);
+        assert!(!field("location").background);
+        assert!(!field("note").sensitive);
     }
 
     #[test]

@@ -35,17 +35,26 @@ SURVEY_COLUMNS = [
     "appearance",
     "calculation",
     "parameters",
+    "bind::fieldtally:sensitive",
+    "bind::fieldtally:beneficiary",
 ]
 CHOICE_COLUMNS = ["list_name", "name", f"label::{VI}", f"label::{EN}"]
-SETTINGS_COLUMNS = ["form_id", "version", "form_title", "default_language", "instance_name"]
+SETTINGS_COLUMNS = ["form_id", "version", "form_title", "default_language", "instance_name",
+                    "namespaces"]
+# fieldtally's own bind attributes (see README.md); declared only in forms that use them, so
+# the XForms of the other forms stay as they were.
+FIELDTALLY_NAMESPACE = 'fieldtally="urn:fieldtally"'
 
 
 # --------------------------------------------------------------------------
 # Row helpers
 # --------------------------------------------------------------------------
 def q(type_, name, vi=None, en=None, *, hint=None, required=None, relevant=None,
-      constraint=None, msg=None, appearance=None, calculation=None, parameters=None):
-    """One survey row. `hint` and `msg` are (Vietnamese, English) pairs."""
+      constraint=None, msg=None, appearance=None, calculation=None, parameters=None,
+      sensitive=None, beneficiary=None):
+    """One survey row. `hint` and `msg` are (Vietnamese, English) pairs. `sensitive="yes"`
+    marks personal data the server keeps apart; `beneficiary` names the field's part in the
+    identity the server derives a pseudonymous key from."""
     if constraint is not None and msg is None:
         raise ValueError(f"{name}: every constraint needs a Vietnamese + English message")
     row = {
@@ -63,6 +72,8 @@ def q(type_, name, vi=None, en=None, *, hint=None, required=None, relevant=None,
         "appearance": appearance,
         "calculation": calculation,
         "parameters": parameters,
+        "bind::fieldtally:sensitive": sensitive,
+        "bind::fieldtally:beneficiary": beneficiary,
     }
     return row
 
@@ -321,9 +332,10 @@ ORG_LEVEL = [
 FORMS = {}
 
 
-def form(form_id, title, instance_name, survey, choices):
+def form(form_id, title, instance_name, survey, choices, version=VERSION):
+    """`version`: a form that changes gets its own new version (Collect keeps both)."""
     FORMS[form_id] = dict(title=title, instance_name=instance_name, survey=survey,
-                          choices=choices)
+                          choices=choices, version=version)
 
 
 # ---- safe_birth_outreach --------------------------------------------------
@@ -358,9 +370,9 @@ form(
                 "ghi trùng giữa các lần tư vấn.",
                 "Write the full name as on her ID card or papers, so that repeat visits "
                 "are not counted twice."),
-          required="yes"),
+          required="yes", sensitive="yes", beneficiary="name"),
         q("integer", "birth_year", "Năm sinh", "Year of birth", required="yes",
-          constraint=". >= 1960 and . <= 2012",
+          beneficiary="birth_year", constraint=". >= 1960 and . <= 2012",
           msg=("Năm sinh phải từ 1960 đến 2012.",
                "Year of birth must be between 1960 and 2012.")),
         q("text", "household_code", "Mã hộ gia đình", "Household code",
@@ -368,7 +380,7 @@ form(
                 "dõi). Dùng đúng một mã cho mọi lần tư vấn cùng một người.",
                 "The household's code in the hamlet's household list (e.g. its number "
                 "in the register). Use the same code at every visit to the same woman."),
-          required="yes"),
+          required="yes", beneficiary="household_code"),
         q("select_one ethnicity", "ethnicity", "Dân tộc", "Ethnicity", required="yes",
           appearance="autocomplete"),
         q("select_one pregnancy_status", "pregnancy_status", "Tình trạng hiện tại của chị",
@@ -457,6 +469,8 @@ form(
             ("none", "Chưa nhận gói nào", "No package received"),
         ],
     },
+    # 2025040302: woman_name marked sensitive, identity fields marked for the beneficiary key.
+    version="2025040302",
 )
 
 TOTAL_MSG = ("Phải từ 0 đến tổng số người tham dự.",
@@ -1026,7 +1040,10 @@ def write(form_id, spec, out_dir):
             choices.append([list_name, name, vi, en])
     settings = wb.create_sheet("settings")
     settings.append(SETTINGS_COLUMNS)
-    settings.append([form_id, VERSION, spec["title"], VI, spec["instance_name"]])
+    uses_fieldtally = any(row.get(col) for row in spec["survey"] for col in SURVEY_COLUMNS
+                          if col.startswith("bind::fieldtally:"))
+    settings.append([form_id, spec["version"], spec["title"], VI, spec["instance_name"],
+                     FIELDTALLY_NAMESPACE if uses_fieldtally else None])
     path = out_dir / f"{form_id}.xlsx"
     wb.save(path)
     return path

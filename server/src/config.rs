@@ -91,15 +91,37 @@ pub struct ServeArgs {
     /// If set, `/metrics` needs `Authorization: Bearer <this token>`.
     #[arg(long, env = "FIELDTALLY_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// A geotag whose accuracy radius is larger than this many metres is flagged `low_accuracy`.
+    #[arg(long, env = "FIELDTALLY_LOW_ACCURACY_METRES", default_value_t = 100.0)]
+    pub low_accuracy_metres: f64,
+    /// A geotag farther than this many metres from its hamlet's centre is flagged
+    /// `far_from_hamlet`.
+    #[arg(
+        long,
+        env = "FIELDTALLY_FAR_FROM_HAMLET_METRES",
+        default_value_t = 5000.0
+    )]
+    pub far_from_hamlet_metres: f64,
 }
 
 /// Where the data keys that protect personal data are read from.
 #[derive(Debug, Clone, Args)]
 pub struct DataKeyArgs {
-    /// File of data keys (`ID HEX` per line, the last one current) that seal the submissions of
-    /// forms marked sensitive; see SECURITY.md. Without it such forms cannot receive data.
+    /// File of data keys (`ID HEX` per line, the last one current) that seal the personal data of
+    /// sensitive forms; see SECURITY.md. Default: `DATA_DIR/data.keys`, created with a new key
+    /// on first start.
     #[arg(long, env = "FIELDTALLY_DATA_KEY_FILE")]
     pub data_key_file: Option<PathBuf>,
+}
+
+impl DataKeyArgs {
+    /// The key file, and whether it may be created (only at the default place).
+    pub fn path(&self, data_dir: &std::path::Path) -> (PathBuf, bool) {
+        match &self.data_key_file {
+            Some(p) => (p.clone(), false),
+            None => (data_dir.join("data.keys"), true),
+        }
+    }
 }
 
 /// What request handlers need to know, shared as `web::Data`.
@@ -113,6 +135,7 @@ pub struct Config {
     pub limits: Limits,
     pub upload_idle_timeout: std::time::Duration,
     pub metrics_token: Option<String>,
+    pub geotag: crate::geotag::Limits,
 }
 
 impl From<&ServeArgs> for Config {
@@ -140,6 +163,10 @@ impl From<&ServeArgs> for Config {
             },
             upload_idle_timeout: std::time::Duration::from_secs(a.upload_idle_timeout.max(1)),
             metrics_token: a.metrics_token.clone().filter(|t| !t.is_empty()),
+            geotag: crate::geotag::Limits {
+                low_accuracy_metres: a.low_accuracy_metres,
+                far_from_hamlet_metres: a.far_from_hamlet_metres,
+            },
         }
     }
 }

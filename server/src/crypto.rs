@@ -120,6 +120,37 @@ impl DataKeys {
         DataKeys::parse(&text)
     }
 
+    /// Reads the key file at `path`, or, if there is none and `create` allows, writes one with a
+    /// new key (only the owner may read it). Several instances starting at once on one data
+    /// folder agree on one file: the first creates it, the others read it.
+    pub fn load_or_create(path: &Path, create: bool) -> Result<DataKeys, AppError> {
+        if path.exists() || !create {
+            return DataKeys::load(path);
+        }
+        let id = format!("k{}", chrono::Utc::now().format("%Y%m%d"));
+        let line = DataKeys::generate_line(&id)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(path) {
+            Ok(mut file) => {
+                use std::io::Write;
+                let text = format!(
+                    "# fieldtally data keys: ID HEX per line, the last one seals. Keep a copy apart\n# from the database backups; sealed data cannot be read without it.\n{line}\n"
+                );
+                file.write_all(text.as_bytes())?;
+                file.sync_all()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        DataKeys::load(path)
+    }
+
     /// A new key line, to append to the key file.
     pub fn generate_line(id: &str) -> Result<String, AppError> {
         if !valid_id(id) {
@@ -333,5 +364,22 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert_eq!(DataKeys::load(&path).expect("load").current_id(), "k1");
+    }
+
+    #[test]
+    fn a_missing_key_file_is_created_once_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("data.keys");
+        assert!(
+            DataKeys::load_or_create(&path, false).is_err(),
+            "not created unless allowed"
+        );
+        let first = DataKeys::load_or_create(&path, true).expect("created");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let sealed = first.seal(b"x", b"c").expect("seal");
+        let again = DataKeys::load_or_create(&path, true).expect("read back");
+        assert_eq!(again.open(&sealed, b"c").expect("same key"), b"x");
     }
 }

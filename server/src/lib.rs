@@ -3,20 +3,26 @@
 
 pub mod access_log;
 pub mod api;
+pub mod areas;
 pub mod auth;
 pub mod backup;
+pub mod beneficiary;
 pub mod blobs;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod fieldwork;
 pub mod forms;
 pub mod fsck;
+pub mod geotag;
+pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
 pub mod openrosa;
 pub mod ops;
 pub mod protection;
+pub mod sensitive;
 pub mod settings;
 pub mod state;
 pub mod submissions;
@@ -43,20 +49,26 @@ const READ_POOL_SIZE: u32 = 8;
 /// Opens the database, creates secrets, and on an empty database the first administrator and
 /// the shipped forms.
 pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
-    let data_keys = match &args.keys.data_key_file {
-        Some(path) => Some(Arc::new(crypto::DataKeys::load(path)?)),
-        None => None,
-    };
     let db = Db::open(&args.db.url(), READ_POOL_SIZE)?;
     let blobs = Blobs::open(&args.db.data_dir)?;
+    let (key_path, may_create) = args.keys.path(&args.db.data_dir);
+    // A new key is made only for a database that has nothing sealed yet: otherwise the key file
+    // was lost (or not restored), and a new key would make the sealed data look unreadable.
+    let sealed = db.read(protection::has_sealed_data).await?;
+    let data_keys = crypto::DataKeys::load_or_create(&key_path, may_create && !sealed).map_err(
+        |e| match sealed && !key_path.exists() {
+            true => AppError::internal(format!(
+                "{e}: the database holds sealed data, so restore its data key file to {}",
+                key_path.display()
+            )),
+            false => e,
+        },
+    )?;
+    let data_keys = Arc::new(data_keys);
     let secrets = db.write(settings::load_or_create).await?;
     ensure_admin(&db).await?;
     load_shipped_forms(&db).await?;
-    if data_keys.is_none() && db.read(protection::any_sensitive).await? {
-        tracing::warn!(
-            "forms are marked sensitive but no --data-key-file is configured: their submissions are refused until it is"
-        );
-    }
+    load_shipped_areas(&db).await?;
     Ok(AppState {
         db,
         config: Config::from(args),
@@ -66,6 +78,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         seen_nonces: Default::default(),
         data_keys,
         metrics: Default::default(),
+        geometry_cache: Default::default(),
     })
 }
 
@@ -103,6 +116,23 @@ async fn load_shipped_forms(db: &Db) -> Result<(), AppError> {
             .map_err(|e| AppError::internal(format!("shipped form {name} failed to load: {e}")))?;
         tracing::info!(form_id = %v.version.form_id, version = %v.version.version, "loaded shipped form");
     }
+    Ok(())
+}
+
+/// Sơn La's official areas, on an empty registry (like the shipped forms).
+async fn load_shipped_areas(db: &Db) -> Result<(), AppError> {
+    if db.read(areas::count).await? > 0 {
+        return Ok(());
+    }
+    let report = db
+        .write(areas::shipped::load)
+        .await
+        .map_err(|e| AppError::internal(format!("shipped areas failed to load: {e}")))?;
+    tracing::info!(
+        areas = report.created,
+        successions = report.linked,
+        "loaded the shipped Sơn La areas"
+    );
     Ok(())
 }
 

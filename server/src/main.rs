@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (creates and migrates the database, loads the shipped forms on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema and exit.
     Migrate(DatabaseArgs),
     /// Manage users.
@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage the area registry (provinces, districts, communes, hamlets).
+    Areas {
+        #[command(subcommand)]
+        command: AreasCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +84,17 @@ enum KeysCommand {
     Rotate {
         #[command(flatten)]
         keys: DataKeyArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AreasCommand {
+    /// Import areas from a CSV file (one area version per row: hamlets with their commune,
+    /// centroid and attributes) or a GeoJSON file (boundaries and centroids). All or nothing.
+    Import {
+        file: PathBuf,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -137,11 +153,8 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 fn rotate(keys: &DataKeyArgs, db: &DatabaseArgs) -> anyhow::Result<()> {
     use fieldtally::protection;
-    let path = keys
-        .data_key_file
-        .as_ref()
-        .context("--data-key-file (or FIELDTALLY_DATA_KEY_FILE) is needed")?;
-    let keys = fieldtally::crypto::DataKeys::load(path)?;
+    let (path, _) = keys.path(&db.data_dir);
+    let keys = fieldtally::crypto::DataKeys::load(&path)?;
     let mut conn = open(db)?;
     let sensitive = protection::sensitive_forms(&mut conn.conn())?;
     let mut total = protection::Resealed::default();
@@ -172,7 +185,7 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => actix_web::rt::System::new().block_on(fieldtally::serve(args)),
+        Command::Serve(args) => actix_web::rt::System::new().block_on(fieldtally::serve(*args)),
         Command::Migrate(db) => {
             open(&db)?;
             println!("database is up to date");
@@ -259,6 +272,10 @@ fn main() -> anyhow::Result<()> {
         Command::Restore { dir, db } => {
             let summary = fieldtally::backup::restore(&db.url(), &db.data_dir, &dir)?;
             print_json(&summary)?;
+            eprintln!(
+                "Backups do not hold the data key file: put it at {} (or pass --data-key-file) before starting the server.",
+                db.data_dir.join("data.keys").display()
+            );
             if !summary.database {
                 eprintln!("PostgreSQL: only the files were restored; restore the database with pg_restore as the README shows.");
             }
@@ -273,5 +290,31 @@ fn main() -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate { keys, db },
         } => rotate(&keys, &db),
+        Command::Areas {
+            command: AreasCommand::Import { file, db },
+        } => {
+            use fieldtally::areas::import::{self, FileKind};
+            let name = file.display().to_string();
+            let kind = FileKind::from_name(&name)
+                .with_context(|| format!("{name}: give a .csv or .geojson file"))?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
+            let mut conn = open(&db)?;
+            let report = conn
+                .conn()
+                .write_transaction(|c| {
+                    // The official areas come first, as when the server starts on an empty
+                    // database: imported hamlets name their communes.
+                    if fieldtally::areas::count(c)? == 0 {
+                        fieldtally::areas::shipped::load(c)?;
+                    }
+                    import::import(c, kind, &bytes)
+                })
+                .with_context(|| format!("{name}: nothing was imported"))?;
+            println!(
+                "Imported {name}: {} areas added, {} updated, {} successions linked",
+                report.created, report.updated, report.linked
+            );
+            Ok(())
+        }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::crypto::{self, DataKeys};
-use crate::db::schema::{form_protection, forms, submission_versions, submissions};
+use crate::db::schema::{form_protection, form_versions, forms, submission_versions, submissions};
 use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
@@ -69,7 +69,36 @@ impl Protection {
     }
 }
 
-/// The protection of a form; a form never configured is not sensitive.
+/// The protection that applies to a submission of `form`: a form whose definition marks any
+/// field sensitive (`fieldtally:sensitive`) is sensitive whatever the setting says, since its raw
+/// XML holds those values; and a form with a field named `consent` records it unless another
+/// field is configured.
+pub fn effective(mut marked: Protection, form: &fieldtally_forms::FormDef) -> Protection {
+    if form.fields.iter().any(|f| f.sensitive) {
+        marked.sensitive = true;
+    }
+    if marked.consent_field.is_none() {
+        marked.consent_field = form
+            .fields
+            .iter()
+            .map(|f| f.path.as_str())
+            .find(|p| *p == "consent" || p.ends_with("/consent"))
+            .map(str::to_string);
+    }
+    marked
+}
+
+/// Whether the database holds anything sealed with a data key: then the key file must exist.
+pub fn has_sealed_data(conn: &mut Conn<'_>) -> Result<bool, AppError> {
+    let values: i64 = on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::sensitive.is_not_null())
+        .count()
+        .get_result(c))?;
+    Ok(values > 0 || any_sensitive(conn)?)
+}
+
+/// The protection of a form as set by an administrator; a form never configured is not
+/// sensitive (see [`effective`] for what applies to its submissions).
 pub fn get(conn: &mut Conn<'_>, form_id: &str) -> Result<Protection, AppError> {
     let row: Option<(bool, i64, Option<String>)> = on_conn!(conn, c => form_protection::table
         .find(form_id)
@@ -122,12 +151,25 @@ pub fn any_sensitive(conn: &mut Conn<'_>) -> Result<bool, AppError> {
     Ok(n > 0)
 }
 
-/// The ids of forms marked sensitive.
+/// The ids of forms that are sensitive: marked so by an administrator, or with a version that
+/// marks a field sensitive.
 pub fn sensitive_forms(conn: &mut Conn<'_>) -> Result<Vec<String>, AppError> {
-    Ok(on_conn!(conn, c => form_protection::table
+    let mut ids: Vec<String> = on_conn!(conn, c => form_protection::table
         .filter(form_protection::sensitive.eq(true))
         .select(form_protection::form_id)
-        .load(c))?)
+        .load(c))?;
+    let versions: Vec<(String, Vec<u8>)> = on_conn!(conn, c => form_versions::table
+        .select((form_versions::form_id, form_versions::xml))
+        .load(c))?;
+    for (form_id, xml) in versions {
+        let marks = fieldtally_forms::parse_form(&xml)
+            .map(|def| def.fields.iter().any(|f| f.sensitive))
+            .unwrap_or(false);
+        if marks && !ids.contains(&form_id) {
+            ids.push(form_id);
+        }
+    }
+    Ok(ids)
 }
 
 /// What one pass of [`reseal_batch`] did.
@@ -143,8 +185,8 @@ pub struct Resealed {
 }
 
 /// Re-seals, with the current key, up to `limit` submission versions after `after_id`: sealed
-/// XML under an older key is opened and sealed again, and plain XML of a form now marked
-/// sensitive (in `sensitive`) is sealed. Run in a write transaction per batch; the XML of a
+/// XML and sensitive values under an older key are opened and sealed again, and plain XML of a
+/// form now sensitive (in `sensitive`) is sealed. Run in a write transaction per batch; the XML of a
 /// version never changes otherwise, so this is safe beside running servers.
 pub fn reseal_batch(
     conn: &mut Conn<'_>,
@@ -153,20 +195,36 @@ pub fn reseal_batch(
     after_id: i64,
     limit: i64,
 ) -> Result<Resealed, AppError> {
-    let rows: Vec<(i64, String, Vec<u8>, String)> = on_conn!(conn, c => submission_versions::table
+    type Row = (i64, String, Vec<u8>, Option<String>, String);
+    let rows: Vec<Row> = on_conn!(conn, c => submission_versions::table
         .inner_join(submissions::table)
         .filter(submission_versions::id.gt(after_id))
         .order(submission_versions::id)
         .limit(limit)
-        .select((submission_versions::id, submission_versions::instance_id, submission_versions::xml, submissions::form_id))
+        .select((
+            submission_versions::id,
+            submission_versions::instance_id,
+            submission_versions::xml,
+            submission_versions::sensitive,
+            submissions::form_id,
+        ))
         .load(c))?;
     let mut done = Resealed {
         last_id: after_id,
         ..Resealed::default()
     };
-    for (id, instance_id, xml, form_id) in rows {
+    for (id, instance_id, xml, values, form_id) in rows {
         done.scanned += 1;
         done.last_id = id;
+        if let Some(moved) = values
+            .map(|v| crate::sensitive::reseal(keys, &v, &instance_id))
+            .transpose()?
+            .flatten()
+        {
+            on_conn!(conn, c => diesel::update(submission_versions::table.find(id))
+                .set(submission_versions::sensitive.eq(&moved))
+                .execute(c))?;
+        }
         let context = crypto::xml_context(&instance_id);
         let new = match crypto::key_id_of(&xml) {
             Some(key_id) if key_id == keys.current_id() => continue,

@@ -12,6 +12,10 @@ use crate::on_conn;
 pub struct Secrets {
     pub token_key: Vec<u8>,
     pub nonce_key: Vec<u8>,
+    /// Keys the pseudonymous beneficiary hash (see `beneficiary.rs`); it never leaves the server.
+    pub beneficiary_key: Vec<u8>,
+    /// Derives app keys from their stored nonces, so a collector's QR code can be shown again.
+    pub app_key_secret: Vec<u8>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -44,5 +48,7 @@ pub fn load_or_create(conn: &mut Conn<'_>) -> Result<Secrets, AppError> {
     Ok(Secrets {
         token_key: secret(conn, "token_key")?,
         nonce_key: secret(conn, "nonce_key")?,
+        beneficiary_key: secret(conn, "beneficiary_key")?,
+        app_key_secret: secret(conn, "app_key_secret")?,
     })
 }

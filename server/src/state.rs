@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::areas::geometry::GeometryCache;
 use crate::auth::replay::SeenNonces;
 use crate::blobs::Blobs;
 use crate::config::Config;
@@ -18,7 +19,8 @@ pub struct AppState {
     pub blobs: Blobs,
     pub form_cache: FormCache,
     pub seen_nonces: SeenNonces,
-    /// The keys that seal protected data; `None` when no key file is configured.
-    pub data_keys: Option<Arc<DataKeys>>,
+    /// The keys that seal protected data.
+    pub data_keys: Arc<DataKeys>,
     pub metrics: Arc<Metrics>,
+    pub geometry_cache: GeometryCache,
 }

@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{
-    attachments, form_versions, forms, submission_consent, submission_versions, submissions, users,
+    attachments, form_versions, forms, submission_consent, submission_flags, submission_versions,
+    submissions, users,
 };
 use crate::db::Conn;
 use crate::error::AppError;
@@ -30,11 +31,24 @@ pub struct IncomingFile {
     pub content_type: String,
 }
 
+/// What ingest derived from the answers (see `ingest.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    pub hamlet_code: Option<String>,
+    pub activity_date: Option<NaiveDate>,
+    pub beneficiary_key: Option<String>,
+    /// Values of sensitive fields, sealed by `sensitive::seal`; never in `fields_json`.
+    pub sensitive: Option<String>,
+    pub flags: Vec<String>,
+}
+
 /// A parsed submission POST, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub identity: fieldtally_forms::Identity,
+    /// The answers without sensitive values.
     pub fields_json: String,
+    pub derived: Derived,
     pub geopoint: Option<fieldtally_forms::Geopoint>,
     /// File names the instance refers to in its binary fields.
     pub expected: Vec<String>,
@@ -191,6 +205,10 @@ fn insert_version(
             submission_versions::geo_accuracy.eq(g.and_then(|g| g.accuracy)),
             submission_versions::fields.eq(&inc.fields_json),
             submission_versions::is_current.eq(is_current),
+            submission_versions::hamlet_code.eq(&inc.derived.hamlet_code),
+            submission_versions::activity_date.eq(inc.derived.activity_date),
+            submission_versions::beneficiary_key.eq(&inc.derived.beneficiary_key),
+            submission_versions::sensitive.eq(&inc.derived.sensitive),
         ))
         .returning(submission_versions::id)
         .get_result(c))?;
@@ -201,6 +219,14 @@ fn insert_version(
                 submission_consent::field.eq(field),
                 submission_consent::value.eq(value),
                 submission_consent::recorded_at.eq(inc.received_at),
+            ))
+            .execute(c))?;
+    }
+    for flag in &inc.derived.flags {
+        on_conn!(conn, c => diesel::insert_into(submission_flags::table)
+            .values((
+                submission_flags::version_id.eq(version_id),
+                submission_flags::flag.eq(flag),
             ))
             .execute(c))?;
     }
@@ -367,6 +393,9 @@ pub struct Summary {
     pub collector: String,
     pub review_state: String,
     pub instance_name: Option<String>,
+    pub hamlet_code: Option<String>,
+    pub activity_date: Option<NaiveDate>,
+    pub flags: Vec<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     #[serde(skip)]
@@ -384,16 +413,37 @@ pub struct Filter {
 }
 
 type SummaryRow = (
-    i64,
+    (i64, i64),
     String,
     String,
     String,
     String,
     String,
     Option<String>,
+    (Option<String>, Option<NaiveDate>),
     NaiveDateTime,
     NaiveDateTime,
 );
+
+/// Flags of the given versions, by version id.
+fn flags_of(
+    conn: &mut Conn<'_>,
+    version_ids: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, AppError> {
+    let rows: Vec<(i64, String)> = on_conn!(conn, c => submission_flags::table
+        .filter(submission_flags::version_id.eq_any(version_ids))
+        .select((submission_flags::version_id, submission_flags::flag))
+        .load(c))?;
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    for (id, flag) in rows {
+        out.entry(id).or_default().push(flag);
+    }
+    // Stored in the order checks run; keep that order stable for readers.
+    for list in out.values_mut() {
+        list.sort_by_key(|f| crate::geotag::order(f));
+    }
+    Ok(out)
+}
 
 /// Submissions in the order they were first received, after the cursor.
 pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
@@ -405,13 +455,14 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
                     .and(submission_versions::is_current.eq(true)),
             ))
             .select((
-                submissions::id,
+                (submissions::id, submission_versions::id),
                 submissions::instance_id,
                 submissions::form_id,
                 submissions::form_version,
                 users::username,
                 submissions::review_state,
                 submission_versions::instance_name,
+                (submission_versions::hamlet_code, submission_versions::activity_date),
                 submissions::created_at,
                 submissions::updated_at,
             ))
@@ -435,17 +486,20 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
         }
         q.load(c)
     })?;
+    let version_ids: Vec<i64> = rows.iter().map(|r| (r.0).1).collect();
+    let mut flags = flags_of(conn, &version_ids)?;
     Ok(rows
         .into_iter()
         .map(
             |(
-                id,
+                (id, version_id),
                 instance_id,
                 form_id,
                 form_version,
                 collector,
                 review_state,
                 instance_name,
+                (hamlet_code, activity_date),
                 created_at,
                 updated_at,
             )| Summary {
@@ -456,6 +510,9 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
                 collector,
                 review_state,
                 instance_name,
+                hamlet_code,
+                activity_date,
+                flags: flags.remove(&version_id).unwrap_or_default(),
                 created_at,
                 updated_at,
             },
@@ -507,7 +564,15 @@ pub struct Detail {
     pub instance_name: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub hamlet_code: Option<String>,
+    pub activity_date: Option<NaiveDate>,
+    /// Pseudonymous: the same woman gives the same key; it reveals nothing by itself.
+    pub beneficiary_key: Option<String>,
+    pub flags: Vec<String>,
+    /// The answers, without the values of sensitive fields.
     pub fields: serde_json::Value,
+    /// Paths of sensitive fields whose values are kept apart and not shown here.
+    pub sensitive_fields: Vec<String>,
     pub geopoint: Option<GeopointView>,
     pub attachments: Vec<AttachmentView>,
     pub versions: Vec<VersionView>,
@@ -533,6 +598,10 @@ struct FullVersion {
     geo_accuracy: Option<f64>,
     fields: String,
     is_current: bool,
+    hamlet_code: Option<String>,
+    activity_date: Option<NaiveDate>,
+    beneficiary_key: Option<String>,
+    sensitive: Option<String>,
 }
 
 /// Finds the submission that any of its versions' instanceIDs belongs to.
@@ -597,7 +666,15 @@ pub fn detail(conn: &mut Conn<'_>, instance_id: &str) -> Result<Detail, AppError
         }),
         _ => None,
     };
+    let flags = flags_of(conn, &[current.id])?
+        .remove(&current.id)
+        .unwrap_or_default();
     Ok(Detail {
+        hamlet_code: current.hamlet_code.clone(),
+        activity_date: current.activity_date,
+        beneficiary_key: current.beneficiary_key.clone(),
+        flags,
+        sensitive_fields: crate::sensitive::withheld_paths(current.sensitive.as_deref()),
         instance_id: root,
         current_instance_id: current.instance_id.clone(),
         form_id,
@@ -647,6 +724,33 @@ pub fn xml(
         .filter(submission_versions::submission_id.eq(sid))
         .select((submission_versions::instance_id, submission_versions::xml));
     let found: Option<(String, Vec<u8>)> = match version {
+        Some(v) => {
+            on_conn!(conn, c => q.filter(submission_versions::instance_id.eq(v)).first(c).optional())?
+        }
+        None => {
+            on_conn!(conn, c => q.filter(submission_versions::is_current.eq(true)).first(c).optional())?
+        }
+    };
+    found.ok_or_else(|| {
+        AppError::not_found("unknown_version", "this submission has no such version")
+    })
+}
+
+/// The sealed sensitive values (see `sensitive.rs`) of the current version, or of the version
+/// with the given instanceID: (that version's instanceID, stored text if any).
+pub fn sensitive_values(
+    conn: &mut Conn<'_>,
+    instance_id: &str,
+    version: Option<&str>,
+) -> Result<(String, Option<String>), AppError> {
+    let sid = submission_of(conn, instance_id)?;
+    let q = submission_versions::table
+        .filter(submission_versions::submission_id.eq(sid))
+        .select((
+            submission_versions::instance_id,
+            submission_versions::sensitive,
+        ));
+    let found: Option<(String, Option<String>)> = match version {
         Some(v) => {
             on_conn!(conn, c => q.filter(submission_versions::instance_id.eq(v)).first(c).optional())?
         }

@@ -186,18 +186,61 @@ fn key_hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Creates a new app key for the user, revoking the previous ones; returns the key, which is
-/// shown once and stored only as a hash.
-pub fn create_app_key(conn: &mut Conn<'_>, user_id: i64, key: &str) -> Result<(), AppError> {
+/// The app key for a stored nonce: HMAC-SHA256 under the server's app-key secret, URL-safe.
+/// Keys are derived rather than stored so that the database alone does not reveal them, and
+/// so that a collector's QR code can be shown again.
+fn derive_app_key(secret: &[u8], nonce: &str) -> Result<String, AppError> {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret)
+        .map_err(|e| AppError::internal(format!("app key secret: {e}")))?;
+    mac.update(b"fieldtally-app-key\x1f");
+    mac.update(nonce.as_bytes());
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+/// Creates a new app key for the user, revoking the previous ones, and returns it.
+pub fn create_app_key(
+    conn: &mut Conn<'_>,
+    secret: &[u8],
+    user_id: i64,
+) -> Result<String, AppError> {
     revoke_app_keys(conn, user_id)?;
+    let nonce = hex::encode(rand::random::<[u8; 32]>());
+    let key = derive_app_key(secret, &nonce)?;
     on_conn!(conn, c => diesel::insert_into(app_keys::table)
         .values((
             app_keys::user_id.eq(user_id),
-            app_keys::key_hash.eq(key_hash(key)),
+            app_keys::key_hash.eq(key_hash(&key)),
             app_keys::created_at.eq(now()),
+            app_keys::nonce.eq(&nonce),
         ))
         .execute(c))?;
-    Ok(())
+    Ok(key)
+}
+
+/// The user's active app key, creating one when there is none. A key issued before keys were
+/// derived cannot be shown again: that is a 409 asking for a new key.
+pub fn current_or_new_app_key(
+    conn: &mut Conn<'_>,
+    secret: &[u8],
+    user_id: i64,
+) -> Result<String, AppError> {
+    let active: Option<Option<String>> = on_conn!(conn, c => app_keys::table
+        .filter(app_keys::user_id.eq(user_id))
+        .filter(app_keys::revoked_at.is_null())
+        .order(app_keys::id.desc())
+        .select(app_keys::nonce)
+        .first(c)
+        .optional())?;
+    match active {
+        None => create_app_key(conn, secret, user_id),
+        Some(Some(nonce)) => derive_app_key(secret, &nonce),
+        Some(None) => Err(AppError::conflict(
+            "app_key_not_shown",
+            "this collector's app key was issued before keys could be shown again; issue a new one (POST /api/v1/users/{username}/app-key) and have the phone scan the new QR code",
+        )),
+    }
 }
 
 /// A fresh random key: 32 bytes, URL-safe, so it can stand in the server URL a phone uses.
@@ -262,4 +305,59 @@ pub fn assigned_forms(conn: &mut Conn<'_>, user_id: i64) -> Result<Option<Vec<St
         .order(form_assignments::form_id)
         .load(c))?;
     Ok(if ids.is_empty() { None } else { Some(ids) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_keys_can_be_shown_again_unless_issued_before_derivation() {
+        let (_, mut db) = crate::db::connect("sqlite://:memory:").unwrap();
+        let mut conn = db.conn();
+        let secret = b"app key secret for the test";
+        let new = NewUser::prepare("lan", "lan-password-1", Role::Collector).unwrap();
+        let user = create(&mut conn, &new).unwrap();
+
+        // No key yet: one is created, and shown again unchanged.
+        let first = current_or_new_app_key(&mut conn, secret, user.id).unwrap();
+        assert_eq!(
+            current_or_new_app_key(&mut conn, secret, user.id).unwrap(),
+            first
+        );
+        assert_eq!(
+            find_by_app_key(&mut conn, &first).unwrap().map(|u| u.id),
+            Some(user.id)
+        );
+        // A new key replaces it.
+        let second = create_app_key(&mut conn, secret, user.id).unwrap();
+        assert_ne!(second, first);
+        assert!(find_by_app_key(&mut conn, &first).unwrap().is_none());
+        assert_eq!(
+            current_or_new_app_key(&mut conn, secret, user.id).unwrap(),
+            second
+        );
+
+        // A key stored only as a hash (issued by an earlier version) cannot be shown.
+        revoke_app_keys(&mut conn, user.id).unwrap();
+        on_conn!(&mut conn, c => diesel::insert_into(app_keys::table)
+            .values((
+                app_keys::user_id.eq(user.id),
+                app_keys::key_hash.eq(key_hash("legacy")),
+                app_keys::created_at.eq(now()),
+            ))
+            .execute(c))
+        .unwrap();
+        let err = current_or_new_app_key(&mut conn, secret, user.id).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::Client {
+                    code: "app_key_not_shown",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }

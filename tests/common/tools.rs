@@ -88,7 +88,22 @@ impl Tools {
     /// Fills `form` with JavaRosa and serializes the instance as Collect does; with `edit`, an
     /// edit of that earlier instance (new instanceID, old one in deprecatedID).
     pub fn fill(&self, form: &[u8], answers: &str, edit: Option<&[u8]>) -> Vec<u8> {
+        self.fill_with_media(form, &[], answers, edit)
+    }
+
+    /// [`Tools::fill`] with form media (e.g. `hamlets.csv` for select_one_from_file) placed
+    /// beside the form, where FillForm looks for them as Collect does in the media folder.
+    pub fn fill_with_media(
+        &self,
+        form: &[u8],
+        media: &[(&str, &[u8])],
+        answers: &str,
+        edit: Option<&[u8]>,
+    ) -> Vec<u8> {
         let dir = tempfile::tempdir().expect("temp");
+        for (name, bytes) in media {
+            std::fs::write(dir.path().join(name), bytes).expect("write media file");
+        }
         let form_path = dir.path().join("form.xml");
         let answers_path = dir.path().join("answers.txt");
         std::fs::write(&form_path, form).expect("write form");

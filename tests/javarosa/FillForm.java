@@ -23,6 +23,10 @@
 // constraints), finalizeFormEntry() (sets `end`, runs finalization processors) and serialize the
 // submission with XFormSerializingVisitor (non-relevant nodes left out).
 //
+// Form media (CSV lists for select_one_from_file, images, ...) are read from the folder that holds
+// FORM.xml, as Collect reads them from the form's media folder: `jr://file-csv/hamlets.csv` is
+// FORM.xml's sibling `hamlets.csv`. As in JavaRosa, a missing list file is an empty list.
+//
 // Environment (optional):
 //   FILLFORM_LOCATION  "lat lon alt acc" given to odk:setgeopoint actions (start-geopoint); unset =
 //                      no location fix, the field stays empty (Collect with location off).
@@ -34,7 +38,10 @@
 
 import java.io.ByteArrayInputStream;
 import java.io.File;
+import java.io.FileInputStream;
 import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
@@ -62,6 +69,9 @@ import org.javarosa.core.model.data.helper.Selection;
 import org.javarosa.core.model.instance.InstanceInitializationFactory;
 import org.javarosa.core.model.instance.TreeElement;
 import org.javarosa.core.model.instance.TreeReference;
+import org.javarosa.core.reference.PrefixedRootFactory;
+import org.javarosa.core.reference.Reference;
+import org.javarosa.core.reference.ReferenceManager;
 import org.javarosa.core.services.IPropertyManager;
 import org.javarosa.core.services.PropertyManager;
 import org.javarosa.core.services.properties.IPropertyRules;
@@ -115,7 +125,7 @@ public class FillForm {
 
     static byte[] fill(String formPath, String answersPath, String editPath) throws Exception {
         Map<String, Answer> answers = readAnswers(answersPath);
-        setUpJavaRosa();
+        setUpJavaRosa(new File(formPath).getAbsoluteFile().getParentFile());
 
         // --- Load the form, as Collect's FormLoaderTask does.
         FormDef formDef;
@@ -163,8 +173,16 @@ public class FillForm {
     // ------------------------------------------------------------------------------------------
     // JavaRosa set-up (Collect's JavaRosaInitializer, without Android).
 
-    static void setUpJavaRosa() {
+    static void setUpJavaRosa(File mediaDir) {
         PropertyManager.setPropertyManager(new HarnessPropertyManager());
+        // Collect resolves jr://file/ and jr://file-csv/ (external instances, select_one_from_file)
+        // to the form's media folder; here that is the folder of the form file.
+        ReferenceManager.instance().addReferenceFactory(new PrefixedRootFactory(new String[] {"jr://file-csv/", "jr://file/"}) {
+            @Override
+            protected Reference factory(String terminal, String uri) {
+                return new MediaFileReference(new File(mediaDir, terminal), uri);
+            }
+        });
         new XFormsModule().registerModule();
         // odk:setgeopoint (pyxform's start-geopoint) needs a client-side handler; without one the
         // action is not understood. Ours writes FILLFORM_LOCATION, if set, immediately.
@@ -174,6 +192,30 @@ public class FillForm {
                 return new HarnessSetGeopointAction(null);
             }
         });
+    }
+
+    /** A read-only form media file (Collect's FileReference). */
+    static class MediaFileReference implements Reference {
+        private final File file;
+        private final String uri;
+
+        MediaFileReference(File file, String uri) {
+            this.file = file;
+            this.uri = uri;
+        }
+
+        @Override public boolean doesBinaryExist() { return file.isFile(); }
+        @Override public InputStream getStream() throws IOException { return new FileInputStream(file); }
+        @Override public String getURI() { return uri; }
+        @Override public String getLocalURI() { return file.getAbsolutePath(); }
+        @Override public boolean isReadOnly() { return true; }
+        @Override public OutputStream getOutputStream() throws IOException {
+            throw new IOException("form media are read-only");
+        }
+        @Override public void remove() throws IOException {
+            throw new IOException("form media are read-only");
+        }
+        @Override public Reference[] probeAlternativeReferences() { return new Reference[0]; }
     }
 
     /** Device properties for jr:preload="property" (deviceid, username, ...), like Collect's. */

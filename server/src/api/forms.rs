@@ -64,7 +64,7 @@ async fn get_protection(
 }
 
 /// Marks a form sensitive (or not): its later submissions are sealed, geotags reduced, consent
-/// recorded. Marking needs a data key, since otherwise the form could receive nothing.
+/// recorded. (A form that marks fields `fieldtally:sensitive` is sensitive whatever this says.)
 async fn put_protection(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -75,12 +75,6 @@ async fn put_protection(
     let form_id = path.into_inner();
     let p = body.into_inner();
     p.validate()?;
-    if p.sensitive && state.data_keys.is_none() {
-        return Err(AppError::conflict(
-            "no_data_key",
-            "this server has no data key (--data-key-file), so it cannot protect a sensitive form's submissions",
-        ));
-    }
     let saved = state
         .db
         .write(move |conn| protection::set(conn, &form_id, &p))

@@ -1,6 +1,8 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer access tokens.
 
+mod areas;
 mod auth;
+mod fieldwork;
 mod forms;
 mod submissions;
 mod users;
@@ -18,6 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(auth::routes)
             .configure(forms::routes)
             .configure(users::routes)
+            .configure(fieldwork::routes)
+            .configure(areas::routes)
             .configure(submissions::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(

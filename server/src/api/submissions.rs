@@ -25,6 +25,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/submissions/{instance_id}/attachments/{name}",
             web::get().to(attachment),
         )
+        .route(
+            "/submissions/{instance_id}/sensitive",
+            web::get().to(sensitive_values),
+        )
         .route("/access-log", web::get().to(access_log_list));
 }
 
@@ -140,21 +144,10 @@ async fn raw_xml(
         .read(move |conn| submissions::xml(conn, &lookup, version.as_deref()))
         .await?;
     let bytes = if crate::crypto::is_sealed(&bytes) {
-        let purpose = purpose.or_else(|| {
-            req.headers()
-                .get("x-purpose")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        });
-        let purpose = access_log::validate_purpose(purpose.as_deref())?;
-        let keys = state.data_keys.clone().ok_or_else(|| {
-            AppError::client(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "no_data_key",
-                "this submission is sealed and this server has no data key to open it",
-            )
-        })?;
-        let plain = keys.open(&bytes, &crate::crypto::xml_context(&version_id))?;
+        let purpose = stated_purpose(&req, purpose)?;
+        let plain = state
+            .data_keys
+            .open(&bytes, &crate::crypto::xml_context(&version_id))?;
         let access = Access {
             user_id: user.id,
             username: user.username.clone(),
@@ -173,6 +166,51 @@ async fn raw_xml(
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/xml; charset=utf-8"))
         .body(bytes))
+}
+
+fn stated_purpose(req: &HttpRequest, query: Option<String>) -> Result<String, AppError> {
+    let purpose = query.or_else(|| {
+        req.headers()
+            .get("x-purpose")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    access_log::validate_purpose(purpose.as_deref())
+}
+
+/// The values of the sensitive fields (`sensitive_fields` in the detail), opened for a caller
+/// who states a purpose, after the read is durably in the access log.
+async fn sensitive_values(
+    req: HttpRequest,
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<XmlQuery>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let id = path.into_inner();
+    let XmlQuery { version, purpose } = query.into_inner();
+    let purpose = stated_purpose(&req, purpose)?;
+    let (version_id, stored) = state
+        .db
+        .read(move |conn| submissions::sensitive_values(conn, &id, version.as_deref()))
+        .await?;
+    let values = match &stored {
+        Some(s) => crate::sensitive::open(&state.data_keys, s, &version_id)?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    let access = Access {
+        user_id: user.id,
+        username: user.username.clone(),
+        action: "sensitive_fields",
+        subject: version_id.clone(),
+        purpose,
+    };
+    state
+        .db
+        .write(move |conn| access_log::record(conn, &access, crate::users::now()))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "instance_id": version_id, "values": values })))
 }
 
 #[derive(Deserialize)]

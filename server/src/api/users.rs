@@ -61,15 +61,8 @@ async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse,
 }
 
 /// The server URL to give Collect for a key: this server's public URL and `/key/{key}`.
-fn server_url(req: &HttpRequest, state: &AppState, key: &str) -> String {
-    let root = match &state.config.public_url {
-        Some(u) => u.clone(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
-    };
-    format!("{root}/key/{key}")
+pub(super) fn server_url(req: &HttpRequest, state: &AppState, key: &str) -> String {
+    format!("{}/key/{key}", crate::openrosa::public_root(req, state))
 }
 
 async fn create_app_key(
@@ -80,13 +73,12 @@ async fn create_app_key(
 ) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let username = path.into_inner();
-    let key = users::generate_app_key();
-    let k = key.clone();
-    state
+    let secret = state.secrets.app_key_secret.clone();
+    let key = state
         .db
         .write(move |conn| {
             let target = users::get(conn, &username)?;
-            users::create_app_key(conn, target.id, &k)
+            users::create_app_key(conn, &secret, target.id)
         })
         .await?;
     Ok(HttpResponse::Created().json(json!({

@@ -25,6 +25,7 @@ diesel::table! {
         key_hash -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        nonce -> Nullable<Text>,
     }
 }
 
@@ -101,6 +102,10 @@ diesel::table! {
         geo_accuracy -> Nullable<Double>,
         fields -> Text,
         is_current -> Bool,
+        hamlet_code -> Nullable<Text>,
+        activity_date -> Nullable<Date>,
+        beneficiary_key -> Nullable<Text>,
+        sensitive -> Nullable<Text>,
     }
 }
 
@@ -173,11 +178,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    areas (id) {
+        id -> BigInt,
+        level -> Text,
+        code -> Text,
+        name -> Text,
+        area_type -> Nullable<Text>,
+        parent_id -> Nullable<BigInt>,
+        valid_from -> Nullable<Date>,
+        valid_to -> Nullable<Date>,
+        region -> Nullable<Text>,
+        especially_difficult -> Nullable<Bool>,
+        border -> Nullable<Bool>,
+        demo -> Bool,
+        centroid_lat -> Nullable<Double>,
+        centroid_lon -> Nullable<Double>,
+        geometry -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    area_successions (predecessor_id, successor_id) {
+        predecessor_id -> BigInt,
+        successor_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    hamlet_assignments (user_id, hamlet_code) {
+        user_id -> BigInt,
+        hamlet_code -> Text,
+    }
+}
+
+diesel::table! {
+    submission_flags (version_id, flag) {
+        version_id -> BigInt,
+        flag -> Text,
+    }
+}
+
 diesel::joinable!(app_keys -> users (user_id));
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(form_media -> form_versions (form_version_id));
 diesel::joinable!(submission_versions -> submissions (submission_id));
 diesel::joinable!(attachments -> submission_versions (version_id));
+diesel::joinable!(submission_flags -> submission_versions (version_id));
+diesel::joinable!(hamlet_assignments -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
@@ -196,4 +245,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     form_protection,
     submission_consent,
     access_log,
+    areas,
+    area_successions,
+    hamlet_assignments,
+    submission_flags,
 );

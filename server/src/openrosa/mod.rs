@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::Collector;
 use crate::error::{AppError, OpenRosaError};
+use crate::fieldwork::{self, HAMLETS_CSV};
 use crate::forms::{self, FormState, FormVersionInfo};
 use crate::state::AppState;
 use crate::users::{self, Role, User};
@@ -55,16 +56,22 @@ fn endpoints(cfg: &mut web::ServiceConfig) {
         .route("/submission", web::post().to(submission::post));
 }
 
-/// The absolute URL phones use for this server, including `/key/{key}` when the request came
-/// that way, so that every link keeps working for a phone configured with a key.
-fn base_url(req: &HttpRequest, state: &AppState) -> String {
-    let root = match &state.config.public_url {
+/// This server's public URL: `--public-url`, or the request's scheme and host (honouring
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`).
+pub fn public_root(req: &HttpRequest, state: &AppState) -> String {
+    match &state.config.public_url {
         Some(u) => u.clone(),
         None => {
             let info = req.connection_info();
             format!("{}://{}", info.scheme(), info.host())
         }
-    };
+    }
+}
+
+/// The absolute URL phones use for this server, including `/key/{key}` when the request came
+/// that way, so that every link keeps working for a phone configured with a key.
+fn base_url(req: &HttpRequest, state: &AppState) -> String {
+    let root = public_root(req, state);
     match req.match_info().get("key") {
         Some(key) => format!("{root}/key/{key}"),
         None => root,
@@ -102,6 +109,21 @@ fn may_use(allowed: &Option<Vec<String>>, form_id: &str) -> bool {
         .is_none_or(|ids| ids.iter().any(|i| i == form_id))
 }
 
+// Path parameters by name: under `/key/{key}` the key is a parameter too, so a positional
+// tuple would take the key for the form id.
+#[derive(Deserialize)]
+struct VersionPath {
+    form_id: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct MediaPath {
+    form_id: String,
+    version: String,
+    filename: String,
+}
+
 #[derive(Deserialize)]
 struct FormListQuery {
     #[serde(rename = "formID")]
@@ -127,22 +149,19 @@ async fn form_list(
         })
         .await?;
     let base = base_url(&req, &state);
-    let entries: Vec<xml::FormListEntry> = versions
-        .iter()
-        .map(|v| {
-            let url = version_url(&base, v);
-            xml::FormListEntry {
-                form_id: v.form_id.clone(),
-                name: v.title.clone(),
-                version: v.version.clone(),
-                hash: format!("md5:{}", v.md5),
-                download_url: format!("{url}/form.xml"),
-                manifest_url: with_media
-                    .contains(&v.id)
-                    .then(|| format!("{url}/manifest")),
-            }
-        })
-        .collect();
+    let mut entries: Vec<xml::FormListEntry> = Vec::with_capacity(versions.len());
+    for v in &versions {
+        let url = version_url(&base, v);
+        let has_media = with_media.contains(&v.id) || uses_hamlet_list(&state, v).await?;
+        entries.push(xml::FormListEntry {
+            form_id: v.form_id.clone(),
+            name: v.title.clone(),
+            version: v.version.clone(),
+            hash: format!("md5:{}", v.md5),
+            download_url: format!("{url}/form.xml"),
+            manifest_url: has_media.then(|| format!("{url}/manifest")),
+        });
+    }
     Ok(xml::respond(
         &mut HttpResponse::Ok(),
         xml::form_list(&entries),
@@ -175,34 +194,63 @@ async fn downloadable(
 async fn form_xml(
     collector: Collector,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, OpenRosaError> {
-    let (form_id, version) = path.into_inner();
+    let VersionPath { form_id, version } = path.into_inner();
     let v = downloadable(&state, collector.user, form_id, version).await?;
     let id = v.id;
     let bytes = state.db.read(move |conn| forms::xml(conn, id)).await?;
     Ok(xml::respond(&mut HttpResponse::Ok(), bytes))
 }
 
+/// Whether the form picks the hamlet from `hamlets.csv`, which each collector gets made for
+/// them (see `fieldwork.rs`).
+async fn uses_hamlet_list(state: &AppState, v: &FormVersionInfo) -> Result<bool, AppError> {
+    let def = submission::form_def(state, &v.form_id, &v.version).await?;
+    Ok(def.media.iter().any(|m| m == HAMLETS_CSV))
+}
+
+/// The collector's own `hamlets.csv`: their hamlets as of today.
+async fn hamlet_list(state: &AppState, user: &User) -> Result<Vec<u8>, AppError> {
+    let user_id = user.id;
+    let today = crate::areas::today();
+    let choices = state
+        .db
+        .read(move |conn| fieldwork::hamlet_choices(conn, user_id, today))
+        .await?;
+    fieldwork::hamlets_csv(&choices)
+}
+
 async fn manifest(
     req: HttpRequest,
     collector: Collector,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: web::Path<VersionPath>,
 ) -> Result<HttpResponse, OpenRosaError> {
-    let (form_id, version) = path.into_inner();
-    let v = downloadable(&state, collector.user, form_id, version).await?;
+    let VersionPath { form_id, version } = path.into_inner();
+    let v = downloadable(&state, collector.user.clone(), form_id, version).await?;
     let id = v.id;
     let media = state.db.read(move |conn| forms::media(conn, id)).await?;
     let url = version_url(&base_url(&req, &state), &v);
-    let entries: Vec<xml::ManifestEntry> = media
+    let per_collector = uses_hamlet_list(&state, &v).await?;
+    let mut entries: Vec<xml::ManifestEntry> = media
         .into_iter()
+        // The collector's own list replaces any hamlets.csv attached to the version.
+        .filter(|m| !(per_collector && m.filename == HAMLETS_CSV))
         .map(|m| xml::ManifestEntry {
             download_url: format!("{url}/media/{}", segment(&m.filename)),
             hash: format!("md5:{}", m.md5),
             filename: m.filename,
         })
         .collect();
+    if per_collector {
+        let csv = hamlet_list(&state, &collector.user).await?;
+        entries.push(xml::ManifestEntry {
+            download_url: format!("{url}/media/{HAMLETS_CSV}"),
+            hash: format!("md5:{}", crate::auth::digest::md5_hex(&csv)),
+            filename: HAMLETS_CSV.to_string(),
+        });
+    }
     Ok(xml::respond(
         &mut HttpResponse::Ok(),
         xml::manifest(&entries),
@@ -213,10 +261,26 @@ async fn media_file(
     req: HttpRequest,
     collector: Collector,
     state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<MediaPath>,
 ) -> Result<HttpResponse, OpenRosaError> {
-    let (form_id, version, filename) = path.into_inner();
-    let v = downloadable(&state, collector.user, form_id, version).await?;
+    let MediaPath {
+        form_id,
+        version,
+        filename,
+    } = path.into_inner();
+    let v = downloadable(&state, collector.user.clone(), form_id, version).await?;
+    if filename == HAMLETS_CSV && uses_hamlet_list(&state, &v).await? {
+        let csv = hamlet_list(&state, &collector.user).await?;
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
+            // Each collector gets their own list at this URL: no shared caches.
+            .insert_header((header::CACHE_CONTROL, "no-cache, private"))
+            .insert_header(ContentDisposition {
+                disposition: DispositionType::Attachment,
+                parameters: vec![DispositionParam::Filename(HAMLETS_CSV.to_string())],
+            })
+            .body(csv));
+    }
     let id = v.id;
     let media = state.db.read(move |conn| forms::media(conn, id)).await?;
     let file = media

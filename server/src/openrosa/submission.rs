@@ -215,7 +215,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> Result<Up
     Ok(upload)
 }
 
-async fn form_def(
+pub(super) async fn form_def(
     state: &AppState,
     form_id: &str,
     version: &str,
@@ -322,7 +322,7 @@ async fn receive(
         validate_file_name(name)?;
     }
     let known = identity.clone();
-    let protection = state
+    let marked = state
         .db
         .read(move |conn| {
             // Refuse early what the writer would refuse, before any file is stored.
@@ -330,43 +330,38 @@ async fn receive(
             protection::get(conn, &known.form_id)
         })
         .await?;
-    let xml_sha256 = hex::encode(Sha256::digest(&xml));
-    let mut stored_xml = xml;
-    if protection.sensitive {
-        let keys = state.data_keys.as_ref().ok_or_else(|| {
-            AppError::client(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_data_key",
-                "this form holds protected data and the server cannot store it safely yet; keep the form on the phone and send it later",
-            )
-        })?;
-        fieldtally_forms::reduce_geo_precision(
-            &def,
-            &mut extracted.fields,
-            protection.geo_decimals,
-        );
-        extracted.first_geopoint = extracted
-            .first_geopoint
-            .map(|g| g.rounded(protection.geo_decimals));
-        // The instance name is a label the collector's form builds, often from the respondent's
-        // name: it stays only in the sealed XML.
-        identity.instance_name = None;
-        if let Some(fields) = extracted.fields.as_object_mut() {
-            fields.remove("meta/instanceName");
-        }
-        stored_xml = keys.seal(
-            &stored_xml,
-            &crate::crypto::xml_context(&identity.instance_id),
-        )?;
-    }
+    let protection = protection::effective(marked, &def);
     let consent = protection.consent_field.as_ref().map(|field| {
         (
             field.clone(),
             protection::consent_value(&extracted.fields, field),
         )
     });
-    let fields_json = serde_json::to_string(&extracted.fields)
-        .map_err(|e| AppError::internal(format!("cannot encode fields: {e}")))?;
+    let received_at = crate::users::now();
+    let (fields_json, derived) = crate::ingest::derive(
+        &state,
+        &def,
+        extracted.fields,
+        &identity,
+        &protection,
+        collector.user.id,
+        received_at,
+    )
+    .await?;
+    let xml_sha256 = hex::encode(Sha256::digest(&xml));
+    let mut stored_xml = xml;
+    if protection.sensitive {
+        // The precise location and the instance name (a label the collector's form builds,
+        // often from the respondent's name) stay only in the sealed XML.
+        extracted.first_geopoint = extracted
+            .first_geopoint
+            .map(|g| g.rounded(protection.geo_decimals));
+        identity.instance_name = None;
+        stored_xml = state.data_keys.seal(
+            &stored_xml,
+            &crate::crypto::xml_context(&identity.instance_id),
+        )?;
+    }
 
     // Only files the instance names are kept; other parts are dropped with their temp files.
     let mut keep = Vec::new();
@@ -407,13 +402,14 @@ async fn receive(
         xml_sha256,
         identity,
         fields_json,
+        derived,
         geopoint: extracted.first_geopoint,
         expected: extracted.attachments,
         xml: stored_xml,
         collector_id: collector.user.id,
         device_id: query.into_inner().device_id,
         files,
-        received_at: crate::users::now(),
+        received_at,
         consent,
     });
     let nonce_use = collector.nonce_use;

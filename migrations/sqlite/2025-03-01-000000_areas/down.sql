@@ -1,0 +1,12 @@
+DROP TABLE submission_flags;
+DROP INDEX submission_versions_beneficiary;
+DROP INDEX submission_versions_activity_date;
+DROP INDEX submission_versions_hamlet_date;
+ALTER TABLE submission_versions DROP COLUMN sensitive;
+ALTER TABLE submission_versions DROP COLUMN beneficiary_key;
+ALTER TABLE submission_versions DROP COLUMN activity_date;
+ALTER TABLE submission_versions DROP COLUMN hamlet_code;
+ALTER TABLE app_keys DROP COLUMN nonce;
+DROP TABLE hamlet_assignments;
+DROP TABLE area_successions;
+DROP TABLE areas;
