@@ -129,6 +129,13 @@ impl DataKeys {
         }
         let id = format!("k{}", chrono::Utc::now().format("%Y%m%d"));
         let line = DataKeys::generate_line(&id)?;
+        let text = format!(
+            "# fieldtally data keys: ID HEX per line, the last one seals. Keep a copy apart\n# from the database backups; sealed data cannot be read without it.\n{line}\n"
+        );
+        // Written whole under a temporary name, then linked into place: a link never replaces an
+        // existing file, so an instance starting at the same moment either wins or reads the
+        // winner's complete file.
+        let temp = path.with_extension(format!("new-{}", hex::encode(rand::random::<[u8; 6]>())));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -136,15 +143,16 @@ impl DataKeys {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        match options.open(path) {
-            Ok(mut file) => {
-                use std::io::Write;
-                let text = format!(
-                    "# fieldtally data keys: ID HEX per line, the last one seals. Keep a copy apart\n# from the database backups; sealed data cannot be read without it.\n{line}\n"
-                );
-                file.write_all(text.as_bytes())?;
-                file.sync_all()?;
-            }
+        {
+            use std::io::Write;
+            let mut file = options.open(&temp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        let linked = std::fs::hard_link(&temp, path);
+        std::fs::remove_file(&temp)?;
+        match linked {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
