@@ -104,6 +104,27 @@ impl Blobs {
         Ok(())
     }
 
+    /// Where a copy derived from a blob (a photo's thumbnail or review size) is cached.
+    pub fn derived_path(&self, sha256: &str, kind: &str) -> PathBuf {
+        let prefix = sha256.get(..2).unwrap_or("00");
+        self.root
+            .join("derived")
+            .join(prefix)
+            .join(format!("{sha256}.{kind}.jpg"))
+    }
+
+    /// Caches a derived copy. Not synced: after a crash it is simply made again, and the
+    /// rename means a reader never sees half a file.
+    pub fn put_derived(&self, sha256: &str, kind: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        let target = self.derived_path(sha256, kind);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir)?;
+        let mut temp = self.temp_file()?;
+        temp.write_all(bytes)?;
+        temp.persist(&target).map_err(|e| e.error)?;
+        Ok(target)
+    }
+
     /// Stores a small in-memory file (form media); returns its sha256. Hold
     /// [`Blobs::lock_shared`] until the row that refers to it is committed.
     pub fn put(&self, bytes: &[u8]) -> io::Result<String> {
@@ -131,6 +152,19 @@ mod tests {
         assert_eq!(fs::read(blobs.path(&a))?, b"hello");
         assert_eq!(blobs.put(b"hello")?, a);
         // Nothing is left behind in tmp/.
+        assert_eq!(fs::read_dir(dir.path().join("tmp"))?.count(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn derived_copies_are_cached_beside_their_blob() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = Blobs::open(dir.path())?;
+        let a = blobs.put(b"photo")?;
+        let path = blobs.put_derived(&a, "thumb", b"small")?;
+        assert_eq!(path, blobs.derived_path(&a, "thumb"));
+        assert_eq!(fs::read(&path)?, b"small");
+        assert_ne!(blobs.derived_path(&a, "review"), path);
         assert_eq!(fs::read_dir(dir.path().join("tmp"))?.count(), 0);
         Ok(())
     }

@@ -13,7 +13,7 @@ pub struct DatabaseArgs {
     #[arg(long, env = "FIELDTALLY_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Where the SQLite file (by default), attachments and form media are kept.
-    #[arg(long, env = "FIELDTALLY_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "FIELDTALLY_DATA_DIR", default_value = "./fieldtally-data")]
     pub data_dir: PathBuf,
 }
 

@@ -5,7 +5,18 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
 use serde_json::json;
+
+/// One place in the client's input that a failure (or a warning) is about, e.g. a cell of an
+/// XLSForm workbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detail {
+    pub sheet: Option<String>,
+    pub row: Option<usize>,
+    pub column: Option<String>,
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -15,6 +26,14 @@ pub enum AppError {
         status: StatusCode,
         code: &'static str,
         message: String,
+    },
+    /// A client failure that points at places in the input; answered with `details`.
+    #[error("{message}")]
+    Detailed {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        details: Vec<Detail>,
     },
     /// No or wrong credentials; carries the `WWW-Authenticate` challenges to offer.
     #[error("authentication required")]
@@ -81,12 +100,18 @@ impl AppError {
         )
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             AppError::Client {
                 status,
                 code,
                 message,
+            } => (*status, code, message.clone()),
+            AppError::Detailed {
+                status,
+                code,
+                message,
+                ..
             } => (*status, code, message.clone()),
             AppError::Unauthorized { .. } => (
                 StatusCode::UNAUTHORIZED,
@@ -147,7 +172,11 @@ impl ResponseError for AppError {
         let (status, code, message) = self.parts();
         let mut builder = HttpResponse::build(status);
         self.add_challenges(&mut builder);
-        builder.json(json!({ "error": { "code": code, "message": message } }))
+        match self {
+            AppError::Detailed { details, .. } => builder
+                .json(json!({ "error": { "code": code, "message": message, "details": details } })),
+            _ => builder.json(json!({ "error": { "code": code, "message": message } })),
+        }
     }
 }
 

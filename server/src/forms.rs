@@ -5,9 +5,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::{form_media, form_versions, forms};
+use crate::db::schema::{form_media, form_sources, form_versions, forms};
 use crate::db::Conn;
-use crate::error::AppError;
+use crate::error::{AppError, Detail};
 use crate::on_conn;
 use crate::users::now;
 
@@ -316,4 +316,89 @@ pub fn with_media(conn: &mut Conn<'_>, ids: &[i64]) -> Result<Vec<i64>, AppError
 
 pub fn count(conn: &mut Conn<'_>) -> Result<i64, AppError> {
     Ok(on_conn!(conn, c => form_versions::table.count().get_result(c))?)
+}
+
+/// The workbook a version was generated from, without its bytes.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = form_sources)]
+pub struct SourceInfo {
+    pub filename: Option<String>,
+    pub format: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// An uploaded XLSForm workbook, kept beside the version generated from it.
+pub struct NewSource {
+    pub filename: Option<String>,
+    pub format: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+    pub warnings: Vec<Detail>,
+}
+
+/// Stores the XForm generated from a workbook together with the workbook and the media files
+/// the conversion produced, all in one transaction. The same XForm again returns the existing
+/// version untouched (with the workbook stored the first time, if any).
+pub fn add_generated_version(
+    conn: &mut Conn<'_>,
+    xform: &[u8],
+    source: &NewSource,
+    media: &[NewMedia],
+    publish: bool,
+) -> Result<(Upload, Option<SourceInfo>), AppError> {
+    let upload = add_version(conn, xform, publish)?;
+    if upload.created {
+        let warnings = serde_json::to_string(&source.warnings)
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        on_conn!(conn, c => diesel::insert_into(form_sources::table)
+            .values((
+                form_sources::form_version_id.eq(upload.version.id),
+                form_sources::filename.eq(&source.filename),
+                form_sources::format.eq(&source.format),
+                form_sources::content_type.eq(&source.content_type),
+                form_sources::bytes.eq(&source.bytes),
+                form_sources::size.eq(source.bytes.len() as i64),
+                form_sources::sha256.eq(&source.sha256),
+                form_sources::warnings.eq(&warnings),
+                form_sources::created_at.eq(upload.version.created_at),
+            ))
+            .execute(c))?;
+        for m in media {
+            put_media(conn, &upload.version.form_id, &upload.version.version, m)?;
+        }
+    }
+    let info = source_info(conn, upload.version.id)?;
+    Ok((upload, info))
+}
+
+pub fn source_info(conn: &mut Conn<'_>, version_id: i64) -> Result<Option<SourceInfo>, AppError> {
+    Ok(on_conn!(conn, c => form_sources::table
+        .find(version_id)
+        .select(SourceInfo::as_select())
+        .first(c)
+        .optional())?)
+}
+
+/// The workbook a version was generated from, as uploaded.
+pub fn source(
+    conn: &mut Conn<'_>,
+    form_id: &str,
+    version: &str,
+) -> Result<(SourceInfo, Vec<u8>), AppError> {
+    let v = get_version(conn, form_id, version)?;
+    let found: Option<(SourceInfo, Vec<u8>)> = on_conn!(conn, c => form_sources::table
+        .find(v.id)
+        .select((SourceInfo::as_select(), form_sources::bytes))
+        .first(c)
+        .optional())?;
+    found.ok_or_else(|| {
+        AppError::not_found(
+            "no_source",
+            format!("form '{form_id}' version '{version}' was uploaded as XForm XML, not as an XLSForm workbook"),
+        )
+    })
 }

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod api;
 pub mod areas;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod beneficiary;
@@ -21,12 +22,17 @@ pub mod maintenance;
 pub mod metrics;
 pub mod openrosa;
 pub mod ops;
+pub mod photos;
 pub mod protection;
+pub mod review;
+pub mod scope;
 pub mod sensitive;
 pub mod settings;
 pub mod state;
 pub mod submissions;
+pub mod ui;
 pub mod users;
+pub mod xlsform;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -244,6 +250,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             })
             .configure(ops::routes)
             .configure(api::routes)
+            .configure(ui::routes)
             .configure(|cfg| openrosa::routes(cfg, max_submission))
     })
     // Phones on 2G take seconds per kilobyte and lose signal for minutes: see the README.

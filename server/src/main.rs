@@ -106,7 +106,7 @@ enum UserCommand {
     Add {
         #[arg(long)]
         username: String,
-        #[arg(long, value_parser = ["admin", "collector"])]
+        #[arg(long, value_parser = ["admin", "province_officer", "supervisor", "collector", "api_client"])]
         role: String,
         /// Read the password from standard input.
         #[arg(long)]
@@ -118,7 +118,7 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum FormCommand {
-    /// Add a form version from an XForm XML file.
+    /// Add a form version from an XForm XML file or an XLSForm workbook (.xlsx, .xls, .ods).
     Add {
         file: PathBuf,
         /// Open the version for phones at once.
@@ -221,25 +221,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Form {
             command: FormCommand::Add { file, publish, db },
-        } => {
-            let xml =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let mut conn = open(&db)?;
-            let upload = conn
-                .conn()
-                .write_transaction(|c| fieldtally::forms::add_version(c, &xml, publish))?;
-            let v = upload.version;
-            let what = if upload.created {
-                "Added"
-            } else {
-                "Already present:"
-            };
-            println!(
-                "{what} form '{}' version '{}' ({}), md5 {}",
-                v.form_id, v.version, v.state, v.md5
-            );
-            Ok(())
-        }
+        } => add_form(&file, publish, &db),
         Command::Fsck {
             repair,
             grace_secs,
@@ -317,4 +299,76 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `fieldtally form add`: an XForm as it is, or a workbook converted like an API upload.
+fn add_form(file: &std::path::Path, publish: bool, db: &DatabaseArgs) -> anyhow::Result<()> {
+    use fieldtally::forms::{self, NewMedia, NewSource};
+    use fieldtally::xlsform;
+
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut conn = open(db)?;
+    let Some(format) = xlsform::sniff(&bytes, None) else {
+        let upload = conn
+            .conn()
+            .write_transaction(|c| forms::add_version(c, &bytes, publish))?;
+        report(&upload.version, upload.created);
+        return Ok(());
+    };
+    let workbook = xlsform::read(&bytes).map_err(fieldtally::error::AppError::from)?;
+    let filename = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string);
+    let stem = file.file_stem().and_then(|n| n.to_str());
+    let blobs = fieldtally::blobs::Blobs::open(&db.data_dir)?;
+    let first = xlsform::time_version(chrono::Utc::now());
+    for derived in first..first + 48 {
+        let conversion = xlsform::convert(&workbook, stem, derived)
+            .map_err(fieldtally::error::AppError::from)?;
+        let mut media = Vec::new();
+        for (name, content) in &conversion.media {
+            media.push(NewMedia {
+                filename: name.clone(),
+                content_type: "text/csv".into(),
+                md5: fieldtally::auth::digest::md5_hex(content),
+                sha256: blobs.put(content)?,
+                size: content.len() as i64,
+            });
+        }
+        let source = NewSource {
+            filename: filename.clone(),
+            format: format.as_str().into(),
+            content_type: format.content_type().into(),
+            bytes: bytes.clone(),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            warnings: conversion.warnings.clone(),
+        };
+        let stored = conn.conn().write_transaction(|c| {
+            forms::add_generated_version(c, &conversion.xform, &source, &media, publish)
+        });
+        let (upload, _) = match stored {
+            Err(fieldtally::error::AppError::Client {
+                code: "version_exists",
+                ..
+            }) if conversion.version_derived => continue,
+            other => other?,
+        };
+        for w in &conversion.warnings {
+            eprintln!("warning: {}", xlsform::describe(w));
+        }
+        report(&upload.version, upload.created);
+        return Ok(());
+    }
+    anyhow::bail!(
+        "every version derived from this hour is taken; set `version` in the settings sheet"
+    )
+}
+
+fn report(v: &fieldtally::forms::FormVersionInfo, created: bool) {
+    let what = if created { "Added" } else { "Already present:" };
+    println!(
+        "{what} form '{}' version '{}' ({}), md5 {}",
+        v.form_id, v.version, v.state, v.md5
+    );
 }

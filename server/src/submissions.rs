@@ -17,7 +17,8 @@ use crate::db::schema::{
 use crate::db::Conn;
 use crate::error::AppError;
 use crate::forms::FormState;
-use crate::on_conn;
+use crate::scope::Visibility;
+use crate::{on_conn, visible_submissions};
 
 pub const STATE_RECEIVED: &str = "received";
 pub const STATE_EDITED: &str = "edited";
@@ -351,6 +352,17 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 .set(submission_versions::is_current.eq(false))
                 .execute(c))?;
             let version_id = insert_version(conn, old.submission_id, inc, true, &carried)?;
+            let from_state: String = on_conn!(conn, c => submissions::table
+                .find(old.submission_id)
+                .select(submissions::review_state)
+                .first(c))?;
+            crate::review::record_edit(
+                conn,
+                old.submission_id,
+                &from_state,
+                inc.collector_id,
+                inc.received_at,
+            )?;
             on_conn!(conn, c => diesel::update(submissions::table.find(old.submission_id))
                 .set((
                     submissions::form_version.eq(&id.version),
@@ -402,14 +414,39 @@ pub struct Summary {
     pub id: i64,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Filter {
+    /// Which submissions the caller may see at all (from [`crate::scope`]).
+    pub visibility: Visibility,
     pub form_id: Option<String>,
     pub form_version: Option<String>,
     pub collector: Option<String>,
+    /// Current review state.
+    pub state: Option<String>,
     pub received_since: Option<NaiveDateTime>,
-    pub after_id: Option<i64>,
+    /// Received strictly before this time.
+    pub received_before: Option<NaiveDateTime>,
+    /// Keyset cursor: rows after this id (oldest first) or before it (newest first).
+    pub cursor_id: Option<i64>,
+    pub newest_first: bool,
     pub limit: i64,
+}
+
+impl Filter {
+    pub fn new(visibility: Visibility, limit: i64) -> Filter {
+        Filter {
+            visibility,
+            form_id: None,
+            form_version: None,
+            collector: None,
+            state: None,
+            received_since: None,
+            received_before: None,
+            cursor_id: None,
+            newest_first: false,
+            limit,
+        }
+    }
 }
 
 type SummaryRow = (
@@ -445,47 +482,80 @@ fn flags_of(
     Ok(out)
 }
 
-/// Submissions in the order they were first received, after the cursor.
+/// Submissions the filter's visibility allows, in the order they were first received (or the
+/// reverse), after the cursor. Keyset paging on the primary key: every page is an index range.
 pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
-    let rows: Vec<SummaryRow> = on_conn!(conn, c => {
+    // Two steps, so that no query planner can turn a page into a sort of the whole table:
+    // first the page's ids from `submissions` alone (an index range in id order), then the
+    // rows for those ids.
+    let collector_id = match &f.collector {
+        Some(name) => match crate::users::find(conn, name)? {
+            Some(u) => Some(u.id),
+            None => return Ok(Vec::new()),
+        },
+        None => None,
+    };
+    let ids: Vec<i64> = on_conn!(conn, c => {
         let mut q = submissions::table
-            .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
-            .inner_join(submission_versions::table.on(
-                submission_versions::submission_id.eq(submissions::id)
-                    .and(submission_versions::is_current.eq(true)),
-            ))
-            .select((
-                (submissions::id, submission_versions::id),
-                submissions::instance_id,
-                submissions::form_id,
-                submissions::form_version,
-                users::username,
-                submissions::review_state,
-                submission_versions::instance_name,
-                (submission_versions::hamlet_code, submission_versions::activity_date),
-                submissions::created_at,
-                submissions::updated_at,
-            ))
-            .order(submissions::id)
+            .select(submissions::id)
             .limit(f.limit)
             .into_boxed();
+        q = visible_submissions!(q, &f.visibility);
+        q = if f.newest_first {
+            q.order(submissions::id.desc())
+        } else {
+            q.order(submissions::id)
+        };
         if let Some(v) = &f.form_id {
             q = q.filter(submissions::form_id.eq(v));
         }
         if let Some(v) = &f.form_version {
             q = q.filter(submissions::form_version.eq(v));
         }
-        if let Some(v) = &f.collector {
-            q = q.filter(users::username.eq(v));
+        if let Some(v) = collector_id {
+            q = q.filter(submissions::collector_id.eq(v));
         }
         if let Some(v) = f.received_since {
             q = q.filter(submissions::created_at.ge(v));
         }
-        if let Some(v) = f.after_id {
-            q = q.filter(submissions::id.gt(v));
+        if let Some(v) = &f.state {
+            q = q.filter(submissions::review_state.eq(v));
+        }
+        if let Some(v) = f.received_before {
+            q = q.filter(submissions::created_at.lt(v));
+        }
+        match (f.cursor_id, f.newest_first) {
+            (Some(v), false) => q = q.filter(submissions::id.gt(v)),
+            (Some(v), true) => q = q.filter(submissions::id.lt(v)),
+            (None, _) => {}
         }
         q.load(c)
     })?;
+    let mut rows: Vec<SummaryRow> = on_conn!(conn, c => submissions::table
+        .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
+        .inner_join(submission_versions::table.on(
+            submission_versions::submission_id.eq(submissions::id)
+                .and(submission_versions::is_current.eq(true)),
+        ))
+        .filter(submissions::id.eq_any(&ids))
+        .select((
+            (submissions::id, submission_versions::id),
+            submissions::instance_id,
+            submissions::form_id,
+            submissions::form_version,
+            users::username,
+            submissions::review_state,
+            submission_versions::instance_name,
+            (submission_versions::hamlet_code, submission_versions::activity_date),
+            submissions::created_at,
+            submissions::updated_at,
+        ))
+        .load(c))?;
+    if f.newest_first {
+        rows.sort_by_key(|r| std::cmp::Reverse((r.0).0));
+    } else {
+        rows.sort_by_key(|r| (r.0).0);
+    }
     let version_ids: Vec<i64> = rows.iter().map(|r| (r.0).1).collect();
     let mut flags = flags_of(conn, &version_ids)?;
     Ok(rows
@@ -544,6 +614,91 @@ pub struct VersionView {
     pub form_version: String,
     pub received_at: NaiveDateTime,
     pub current: bool,
+    /// What this version changed compared with the version it replaced (by deprecatedID);
+    /// empty for the first version.
+    pub changes: Vec<Change>,
+}
+
+/// One answer that differs between a version and the one it replaced.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Change {
+    /// Field path; inside repeats with the item number, e.g. `members[2]/member_age`.
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Flattens stored fields to path → text, repeats numbered from 1, so versions can be compared.
+fn flatten(
+    value: &serde_json::Value,
+    prefix: &str,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    use serde_json::Value;
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}/{k}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    Value::Array(items)
+                        if items.iter().all(Value::is_object) && !items.is_empty() =>
+                    {
+                        for (i, item) in items.iter().enumerate() {
+                            flatten(item, &format!("{}[{}]", key(k), i + 1), out);
+                        }
+                    }
+                    Value::Object(_) => flatten(v, &key(k), out),
+                    Value::Null => {}
+                    Value::Array(items) => {
+                        let words: Vec<String> = items
+                            .iter()
+                            .map(|i| {
+                                i.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| i.to_string())
+                            })
+                            .collect();
+                        out.insert(key(k), words.join(" "));
+                    }
+                    Value::String(t) => {
+                        out.insert(key(k), t.clone());
+                    }
+                    other => {
+                        out.insert(key(k), other.to_string());
+                    }
+                }
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The answers that differ between two versions' stored fields; `meta/` (instanceID,
+/// deprecatedID) differs in every edit by definition and is left out.
+pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change> {
+    let (mut a, mut b) = (Default::default(), Default::default());
+    flatten(before, "", &mut a);
+    flatten(after, "", &mut b);
+    let mut paths: Vec<&String> = a.keys().chain(b.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter(|p| !p.starts_with("meta/") && a.get(*p) != b.get(*p))
+        .map(|p| Change {
+            path: p.clone(),
+            before: a.get(p).cloned(),
+            after: b.get(p).cloned(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -605,7 +760,7 @@ struct FullVersion {
 }
 
 /// Finds the submission that any of its versions' instanceIDs belongs to.
-fn submission_of(conn: &mut Conn<'_>, instance_id: &str) -> Result<i64, AppError> {
+pub fn submission_of(conn: &mut Conn<'_>, instance_id: &str) -> Result<i64, AppError> {
     version_by_instance(conn, instance_id)?
         .map(|v| v.submission_id)
         .ok_or_else(|| {
@@ -646,8 +801,15 @@ pub fn detail(conn: &mut Conn<'_>, instance_id: &str) -> Result<Detail, AppError
         .order(submission_versions::received_at)
         .select(FullVersion::as_select())
         .load(c))?;
-    let fields = serde_json::from_str(&current.fields)
-        .map_err(|e| AppError::internal(format!("stored fields are not JSON: {e}")))?;
+    let parse = |text: &str| -> Result<serde_json::Value, AppError> {
+        serde_json::from_str(text)
+            .map_err(|e| AppError::internal(format!("stored fields are not JSON: {e}")))
+    };
+    let fields = parse(&current.fields)?;
+    let mut by_instance: HashMap<String, serde_json::Value> = HashMap::new();
+    for v in &versions {
+        by_instance.insert(v.instance_id.clone(), parse(&v.fields)?);
+    }
     let xml: Vec<u8> = on_conn!(conn, c => submission_versions::table
         .find(current.id)
         .select(submission_versions::xml)
@@ -700,6 +862,13 @@ pub fn detail(conn: &mut Conn<'_>, instance_id: &str) -> Result<Detail, AppError
         versions: versions
             .into_iter()
             .map(|v| VersionView {
+                changes: match (
+                    v.deprecated_id.as_ref().and_then(|d| by_instance.get(d)),
+                    by_instance.get(&v.instance_id),
+                ) {
+                    (Some(before), Some(after)) => diff(before, after),
+                    _ => Vec::new(),
+                },
                 instance_id: v.instance_id,
                 deprecated_id: v.deprecated_id,
                 form_version: v.form_version,
@@ -787,5 +956,34 @@ pub fn attachment(
             format!("the attachment '{name}' has not been uploaded yet"),
         )),
         Some((Some(sha), ct)) => Ok((sha, ct.unwrap_or_else(|| "application/octet-stream".into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_lists_changed_added_and_removed_answers_with_repeat_items_numbered() {
+        let before = json!({"a": 1, "sel": ["x", "y"], "g/b": "same", "gone": "v", "meta/instanceID": "uuid:1",
+            "members": [{"name": "A", "age": 40}, {"name": "B", "age": 39}]});
+        let after = json!({"a": 2, "sel": ["x", "y"], "g/b": "same", "new": "n", "meta/instanceID": "uuid:2",
+            "members": [{"name": "A", "age": 41}, {"name": "B", "age": 39}]});
+        let d = diff(&before, &after);
+        let show: Vec<(&str, Option<&str>, Option<&str>)> = d
+            .iter()
+            .map(|c| (c.path.as_str(), c.before.as_deref(), c.after.as_deref()))
+            .collect();
+        assert_eq!(
+            show,
+            [
+                ("a", Some("1"), Some("2")),
+                ("gone", Some("v"), None),
+                ("members[1]/age", Some("40"), Some("41")),
+                ("new", None, Some("n")),
+            ]
+        );
+        assert!(diff(&after, &after).is_empty());
     }
 }

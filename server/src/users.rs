@@ -6,34 +6,57 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{digest, password};
-use crate::db::schema::{app_keys, form_assignments, forms, users};
+use crate::db::schema::{app_keys, form_assignments, forms, user_areas, users};
 use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
 
+/// What a user is for. What each role may see and do is decided in [`crate::scope`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Users, forms, areas and everything a province officer does.
     Admin,
+    /// Sees and reviews every submission in the province; reads the audit log.
+    ProvinceOfficer,
+    /// Sees and reviews the submissions of their areas (communes, or districts before July 2025).
+    Supervisor,
+    /// Fills forms with ODK Collect; sees their own submissions and the comments on them.
     Collector,
+    /// A service account of the province's systems: reads, never changes anything.
+    ApiClient,
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::ProvinceOfficer,
+        Role::Supervisor,
+        Role::Collector,
+        Role::ApiClient,
+    ];
+
     pub fn parse(s: &str) -> Result<Role, AppError> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "collector" => Ok(Role::Collector),
-            other => Err(AppError::bad_request(
-                "bad_role",
-                format!("unknown role '{other}': use admin or collector"),
-            )),
-        }
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "bad_role",
+                    format!(
+                        "unknown role '{s}': use admin, province_officer, supervisor, collector or api_client"
+                    ),
+                )
+            })
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::ProvinceOfficer => "province_officer",
+            Role::Supervisor => "supervisor",
             Role::Collector => "collector",
+            Role::ApiClient => "api_client",
         }
     }
 }
@@ -307,6 +330,60 @@ pub fn assigned_forms(conn: &mut Conn<'_>, user_id: i64) -> Result<Option<Vec<St
     Ok(if ids.is_empty() { None } else { Some(ids) })
 }
 
+/// An area code as the registry writes it: `14` (province), `116` (district), `04243`
+/// (commune), or an imported hamlet code.
+pub fn validate_area_code(code: &str) -> Result<(), AppError> {
+    let ok = !code.is_empty()
+        && code.len() <= 32
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::bad_request(
+            "bad_area_code",
+            format!("'{code}' is not an area code: 1 to 32 letters, digits, '.', '_' or '-'"),
+        ))
+    }
+}
+
+/// Replaces the areas a supervisor covers. The codes are not yet checked against an area
+/// registry: that arrives with the registry, which will also resolve them on activity dates.
+pub fn set_areas(conn: &mut Conn<'_>, user: &User, codes: &[String]) -> Result<(), AppError> {
+    if user.role()? != Role::Supervisor {
+        return Err(AppError::bad_request(
+            "areas_not_applicable",
+            format!(
+                "only supervisors are limited to areas; '{}' is a {}",
+                user.username, user.role
+            ),
+        ));
+    }
+    for code in codes {
+        validate_area_code(code)?;
+    }
+    let mut unique: Vec<&String> = codes.iter().collect();
+    unique.sort();
+    unique.dedup();
+    on_conn!(conn, c => diesel::delete(user_areas::table.filter(user_areas::user_id.eq(user.id))).execute(c))?;
+    for code in unique {
+        on_conn!(conn, c => diesel::insert_into(user_areas::table)
+            .values((user_areas::user_id.eq(user.id), user_areas::area_code.eq(code)))
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// The area codes a user covers, sorted.
+pub fn areas(conn: &mut Conn<'_>, user_id: i64) -> Result<Vec<String>, AppError> {
+    Ok(on_conn!(conn, c => user_areas::table
+        .filter(user_areas::user_id.eq(user_id))
+        .select(user_areas::area_code)
+        .order(user_areas::area_code)
+        .load(c))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +436,25 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn roles_round_trip_and_unknown_ones_are_refused() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()).ok(), Some(role));
+        }
+        assert_eq!(Role::parse("admin").ok(), Some(Role::Admin));
+        assert_eq!(Role::parse("collector").ok(), Some(Role::Collector));
+        assert!(Role::parse("Admin").is_err());
+        assert!(Role::parse("root").is_err());
+    }
+
+    #[test]
+    fn area_codes_are_short_plain_tokens() {
+        assert!(validate_area_code("04243").is_ok());
+        assert!(validate_area_code("DEMO-116-01").is_ok());
+        assert!(validate_area_code("").is_err());
+        assert!(validate_area_code("14/116").is_err());
+        assert!(validate_area_code(&"1".repeat(33)).is_err());
     }
 }

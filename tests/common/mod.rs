@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod collect;
+pub mod photos;
 pub mod raw;
 pub mod tools;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

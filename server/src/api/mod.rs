@@ -1,10 +1,11 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer access tokens.
 
 mod areas;
+mod audit;
 mod auth;
 mod fieldwork;
 mod forms;
-mod submissions;
+pub(crate) mod submissions;
 mod users;
 
 use actix_web::web;
@@ -23,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(fieldwork::routes)
             .configure(areas::routes)
             .configure(submissions::routes)
+            .configure(audit::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",

@@ -1,4 +1,6 @@
-//! Reading submissions: list with filters and a cursor, detail, raw XML, attachments.
+//! Submissions: list with filters and a cursor, detail, raw XML, attachments and their photo
+//! copies, review (one or in bulk) and comments. Which submissions a caller sees is decided
+//! by [`crate::scope`].
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,6 +13,9 @@ use crate::access_log::{self, Access};
 use crate::auth::ApiUser;
 use crate::error::AppError;
 use crate::openrosa::serve_blob;
+use crate::photos::{self, Size};
+use crate::review::{self, BulkFilter, Decision, Selection};
+use crate::scope::{self, Capability, Scope};
 use crate::state::AppState;
 use crate::submissions::{self, Filter};
 
@@ -19,7 +24,17 @@ const MAX_LIMIT: i64 = 1000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/submissions", web::get().to(list))
+        .route("/submissions/review", web::post().to(review_bulk))
         .route("/submissions/{instance_id}", web::get().to(detail))
+        .route(
+            "/submissions/{instance_id}/review",
+            web::post().to(review_one),
+        )
+        .service(
+            web::resource("/submissions/{instance_id}/comments")
+                .route(web::get().to(comments))
+                .route(web::post().to(add_comment)),
+        )
         .route("/submissions/{instance_id}/xml", web::get().to(raw_xml))
         .route(
             "/submissions/{instance_id}/attachments/{name}",
@@ -37,6 +52,8 @@ struct ListQuery {
     form: Option<String>,
     version: Option<String>,
     collector: Option<String>,
+    /// Current review state.
+    state: Option<String>,
     /// RFC 3339 time; submissions first received at or after it.
     since: Option<String>,
     cursor: Option<String>,
@@ -74,7 +91,7 @@ async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadSubmissions)?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -83,17 +100,29 @@ async fn list(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let filter = Filter {
-        form_id: q.form,
-        form_version: q.version,
-        collector: q.collector,
-        received_since: q.since.as_deref().map(parse_since).transpose()?,
-        after_id: q.cursor.as_deref().map(decode_cursor).transpose()?,
-        limit,
-    };
+    if let Some(s) = &q.state {
+        if review::State::parse(s).is_none() {
+            return Err(AppError::bad_request(
+                "bad_state",
+                format!("unknown review state '{s}'"),
+            ));
+        }
+    }
+    let received_since = q.since.as_deref().map(parse_since).transpose()?;
+    let cursor_id = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let rows = state
         .db
-        .read(move |conn| submissions::list(conn, &filter))
+        .read(move |conn| {
+            let scope = user.scope(conn)?;
+            let mut filter = Filter::new(scope.visibility(), limit);
+            filter.form_id = q.form;
+            filter.form_version = q.version;
+            filter.collector = q.collector;
+            filter.state = q.state;
+            filter.received_since = received_since;
+            filter.cursor_id = cursor_id;
+            submissions::list(conn, &filter)
+        })
         .await?;
     let next = if rows.len() as i64 == limit {
         rows.last().map(|r| encode_cursor(r.id))
@@ -103,18 +132,37 @@ async fn list(
     Ok(HttpResponse::Ok().json(json!({ "submissions": rows, "next_cursor": next })))
 }
 
+/// The submission's row id if the scope may read it; 404 otherwise.
+pub(crate) fn visible_id(
+    conn: &mut crate::db::Conn<'_>,
+    scope: &Scope,
+    instance_id: &str,
+) -> Result<i64, AppError> {
+    scope.require(Capability::ReadSubmissions)?;
+    let id = submissions::submission_of(conn, instance_id).map_err(|_| scope::not_visible())?;
+    scope::ensure_visible(conn, scope, id)?;
+    Ok(id)
+}
+
 async fn detail(
     user: ApiUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
     let id = path.into_inner();
-    let d = state
+    let (d, reviews) = state
         .db
-        .read(move |conn| submissions::detail(conn, &id))
+        .read(move |conn| {
+            let scope = user.scope(conn)?;
+            let sid = visible_id(conn, &scope, &id)?;
+            Ok((submissions::detail(conn, &id)?, review::history(conn, sid)?))
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(d))
+    let mut body = serde_json::to_value(&d)
+        .map_err(|e| AppError::internal(format!("cannot encode submission: {e}")))?;
+    body["review"] = json!(reviews.last());
+    body["reviews"] = json!(reviews);
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[derive(Deserialize)]
@@ -135,15 +183,19 @@ async fn raw_xml(
     path: web::Path<String>,
     query: web::Query<XmlQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
     let id = path.into_inner();
     let XmlQuery { version, purpose } = query.into_inner();
-    let lookup = id.clone();
+    let reader = user.clone();
     let (version_id, bytes) = state
         .db
-        .read(move |conn| submissions::xml(conn, &lookup, version.as_deref()))
+        .read(move |conn| {
+            let scope = reader.scope(conn)?;
+            visible_id(conn, &scope, &id)?;
+            submissions::xml(conn, &id, version.as_deref())
+        })
         .await?;
     let bytes = if crate::crypto::is_sealed(&bytes) {
+        user.require(Capability::ReadSensitive)?;
         let purpose = stated_purpose(&req, purpose)?;
         let plain = state
             .data_keys
@@ -187,13 +239,18 @@ async fn sensitive_values(
     path: web::Path<String>,
     query: web::Query<XmlQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadSensitive)?;
     let id = path.into_inner();
     let XmlQuery { version, purpose } = query.into_inner();
     let purpose = stated_purpose(&req, purpose)?;
+    let reader = user.clone();
     let (version_id, stored) = state
         .db
-        .read(move |conn| submissions::sensitive_values(conn, &id, version.as_deref()))
+        .read(move |conn| {
+            let scope = reader.scope(conn)?;
+            visible_id(conn, &scope, &id)?;
+            submissions::sensitive_values(conn, &id, version.as_deref())
+        })
         .await?;
     let values = match &stored {
         Some(s) => crate::sensitive::open(&state.data_keys, s, &version_id)?,
@@ -226,7 +283,7 @@ async fn access_log_list(
     state: web::Data<AppState>,
     query: web::Query<AccessLogQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadAudit)?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -243,18 +300,219 @@ async fn access_log_list(
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct SizeQuery {
+    /// `thumb` or `review` for a photo's smaller copy; the stored file by default.
+    pub size: Option<String>,
+}
+
 async fn attachment(
     req: HttpRequest,
     user: ApiUser,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    query: web::Query<SizeQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
     let (id, name) = path.into_inner();
+    let scope = state.db.read(move |conn| user.scope(conn)).await?;
+    send_attachment(&req, &state, scope, id, name, query.into_inner().size).await
+}
+
+/// Sends an attachment of a submission the scope may see: the stored file with a safe content
+/// type, or a photo's thumbnail or review-size copy, made on first request and cached.
+pub(crate) async fn send_attachment(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: Scope,
+    id: String,
+    name: String,
+    size: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let size = size
+        .map(|s| {
+            Size::parse(&s)
+                .ok_or_else(|| AppError::bad_request("bad_size", "size must be thumb or review"))
+        })
+        .transpose()?;
     let n = name.clone();
-    let (sha, content_type) = state
+    let (sha, claimed) = state
         .db
-        .read(move |conn| submissions::attachment(conn, &id, &n))
+        .read(move |conn| {
+            visible_id(conn, &scope, &id)?;
+            submissions::attachment(conn, &id, &n)
+        })
         .await?;
-    serve_blob(&req, &state, &sha, &content_type, &name).await
+    let blobs = state.blobs.clone();
+    match size {
+        None => {
+            let original = blobs.path(&sha);
+            let content_type = web::block(move || -> Result<&'static str, AppError> {
+                let mut head = [0u8; 16];
+                let n = std::io::Read::read(&mut std::fs::File::open(original)?, &mut head)?;
+                Ok(photos::safe_content_type(&claimed, &head[..n]))
+            })
+            .await??;
+            serve_blob(req, state, &sha, content_type, &name).await
+        }
+        Some(size) => {
+            let path = web::block(move || -> Result<std::path::PathBuf, AppError> {
+                let cached = blobs.derived_path(&sha, size.as_str());
+                if cached.is_file() {
+                    return Ok(cached);
+                }
+                let bytes = std::fs::read(blobs.path(&sha))?;
+                let copy = photos::derive(&bytes, size)?;
+                Ok(blobs.put_derived(&sha, size.as_str(), &copy)?)
+            })
+            .await??;
+            let stem = name.rsplit_once('.').map(|(s, _)| s).unwrap_or(&name);
+            let file = actix_files::NamedFile::open_async(path)
+                .await?
+                .set_content_type(mime::IMAGE_JPEG)
+                .set_content_disposition(header::ContentDisposition {
+                    disposition: header::DispositionType::Inline,
+                    parameters: vec![header::DispositionParam::Filename(format!(
+                        "{stem}-{}.jpg",
+                        size.as_str()
+                    ))],
+                });
+            let mut response = file.into_response(req);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("private, max-age=86400"),
+            );
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReviewBody {
+    state: String,
+    comment: Option<String>,
+}
+
+async fn review_one(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<ReviewBody>,
+) -> Result<HttpResponse, AppError> {
+    user.require(Capability::Review)?;
+    let id = path.into_inner();
+    let body = body.into_inner();
+    let decision = Decision::new(&body.state, body.comment.as_deref())?;
+    let done = state
+        .db
+        .write(move |conn| {
+            let scope = user.scope(conn)?;
+            review::review_one(conn, &scope, &id, &decision)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    state: String,
+    comment: Option<String>,
+    /// instanceIDs to review.
+    ids: Option<Vec<String>>,
+    /// Or every visible submission matching this filter.
+    filter: Option<BulkFilter>,
+    /// Only count what would change.
+    #[serde(default)]
+    dry_run: bool,
+    /// The count the reviewer confirmed (from a dry run): the change is refused if it differs.
+    expected_count: Option<i64>,
+}
+
+async fn review_bulk(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    body: web::Json<BulkBody>,
+) -> Result<HttpResponse, AppError> {
+    user.require(Capability::Review)?;
+    let body = body.into_inner();
+    let decision = Decision::new(&body.state, body.comment.as_deref())?;
+    let selection = match (body.ids, body.filter) {
+        (Some(ids), None) => Selection::Ids(ids),
+        (None, Some(f)) => Selection::Filter(f),
+        _ => {
+            return Err(AppError::bad_request(
+                "bad_selection",
+                "give either `ids` (a list of instanceIDs) or `filter`, not both",
+            ))
+        }
+    };
+    let (dry_run, expected) = (body.dry_run, body.expected_count);
+    let outcome = if dry_run {
+        state
+            .db
+            .read(move |conn| {
+                let scope = user.scope(conn)?;
+                review::review_bulk(conn, &scope, &selection, &decision, true, expected)
+            })
+            .await?
+    } else {
+        state
+            .db
+            .write(move |conn| {
+                let scope = user.scope(conn)?;
+                review::review_bulk(conn, &scope, &selection, &decision, false, expected)
+            })
+            .await?
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "count": outcome.count,
+        "dry_run": dry_run,
+        "applied": outcome.applied,
+    })))
+}
+
+async fn comments(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let list = state
+        .db
+        .read(move |conn| {
+            let scope = user.scope(conn)?;
+            review::comments(conn, &scope, &id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "comments": list })))
+}
+
+#[derive(Deserialize)]
+struct CommentBody {
+    #[serde(alias = "comment")]
+    body: String,
+}
+
+async fn add_comment(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<CommentBody>,
+) -> Result<HttpResponse, AppError> {
+    user.require(Capability::Comment)?;
+    let id = path.into_inner();
+    let text = body.into_inner().body;
+    let comment = state
+        .db
+        .write(move |conn| {
+            let scope = user.scope(conn)?;
+            review::add_comment(conn, &scope, &id, &text)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(comment))
 }

@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::audit::{self, Actor};
 use crate::auth::ApiUser;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -28,6 +29,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/users/{username}/forms")
             .route(web::get().to(assigned_forms))
             .route(web::put().to(assign_forms)),
+    )
+    .service(
+        web::resource("/users/{username}/areas")
+            .route(web::get().to(areas))
+            .route(web::put().to(set_areas)),
     );
 }
 
@@ -47,9 +53,20 @@ async fn create(
     let body = body.into_inner();
     let role = Role::parse(&body.role)?;
     let new = web::block(move || NewUser::prepare(&body.username, &body.password, role)).await??;
+    let actor = actor(&user);
     let created = state
         .db
-        .write(move |conn| users::create(conn, &new))
+        .write(move |conn| {
+            let created = users::create(conn, &new)?;
+            audit::record(
+                conn,
+                &actor,
+                "user.create",
+                Some(&created.username),
+                json!({ "role": created.role }),
+            )?;
+            Ok(created)
+        })
         .await?;
     Ok(HttpResponse::Created().json(UserView::from(&created)))
 }
@@ -74,11 +91,14 @@ async fn create_app_key(
     user.require_admin()?;
     let username = path.into_inner();
     let secret = state.secrets.app_key_secret.clone();
+    let actor = actor(&user);
     let key = state
         .db
         .write(move |conn| {
             let target = users::get(conn, &username)?;
-            users::create_app_key(conn, &secret, target.id)
+            let key = users::create_app_key(conn, &secret, target.id)?;
+            audit::record(conn, &actor, "user.app_key", Some(&username), json!({}))?;
+            Ok(key)
         })
         .await?;
     Ok(HttpResponse::Created().json(json!({
@@ -94,11 +114,20 @@ async fn revoke_app_key(
 ) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let username = path.into_inner();
+    let actor = actor(&user);
     let revoked = state
         .db
         .write(move |conn| {
             let target = users::get(conn, &username)?;
-            users::revoke_app_keys(conn, target.id)
+            let revoked = users::revoke_app_keys(conn, target.id)?;
+            audit::record(
+                conn,
+                &actor,
+                "user.app_key_revoke",
+                Some(&username),
+                json!({ "revoked": revoked }),
+            )?;
+            Ok(revoked)
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
@@ -136,11 +165,19 @@ async fn assign_forms(
     user.require_admin()?;
     let username = path.into_inner();
     let form_ids = body.into_inner().form_ids;
+    let actor = actor(&user);
     let assigned = state
         .db
         .write(move |conn| {
             let target = users::get(conn, &username)?;
             users::assign_forms(conn, target.id, &form_ids)?;
+            audit::record(
+                conn,
+                &actor,
+                "user.forms",
+                Some(&username),
+                json!({ "form_ids": form_ids }),
+            )?;
             users::assigned_forms(conn, target.id)
         })
         .await?;
@@ -164,4 +201,63 @@ async fn assigned_forms(
         .await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "form_ids": assigned, "all_open_forms": assigned.is_none() })))
+}
+
+fn actor(user: &ApiUser) -> Actor {
+    Actor {
+        id: user.id,
+        username: user.username.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Areas {
+    area_codes: Vec<String>,
+}
+
+/// Sets the areas (commune codes, or district codes before July 2025) a supervisor covers.
+async fn set_areas(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<Areas>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let username = path.into_inner();
+    let codes = body.into_inner().area_codes;
+    let actor = actor(&user);
+    let areas = state
+        .db
+        .write(move |conn| {
+            let target = users::get(conn, &username)?;
+            users::set_areas(conn, &target, &codes)?;
+            let areas = users::areas(conn, target.id)?;
+            audit::record(
+                conn,
+                &actor,
+                "user.areas",
+                Some(&username),
+                json!({ "area_codes": areas }),
+            )?;
+            Ok(areas)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "area_codes": areas })))
+}
+
+async fn areas(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let username = path.into_inner();
+    let areas = state
+        .db
+        .read(move |conn| {
+            let target = users::get(conn, &username)?;
+            users::areas(conn, target.id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "area_codes": areas })))
 }

@@ -16,6 +16,7 @@ use base64::Engine;
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::{AppError, OpenRosaError};
+use crate::scope::{Capability, Scope};
 use crate::state::AppState;
 use crate::users::{self, Role, User};
 use replay::NonceUse;
@@ -68,7 +69,14 @@ impl FromRequest for Collector {
         let req = req.clone();
         Box::pin(async move {
             let state = state(&req)?;
-            Ok(authenticate_collector(&req, &state).await?)
+            let collector = authenticate_collector(&req, &state).await?;
+            if !Capability::Collect.allows(collector.user.role()?) {
+                return Err(AppError::forbidden(
+                    "this account is a service account and cannot use ODK Collect",
+                )
+                .into());
+            }
+            Ok(collector)
         })
     }
 }
@@ -294,6 +302,7 @@ pub async fn check_password(
 }
 
 /// A caller of the REST API, identified by a bearer access token.
+#[derive(Debug, Clone)]
 pub struct ApiUser {
     pub id: i64,
     pub username: String,
@@ -301,12 +310,24 @@ pub struct ApiUser {
 }
 
 impl ApiUser {
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        if self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(AppError::forbidden("this needs the administrator role"))
+    /// The caller's scope: what they may see and do (see [`crate::scope`]).
+    pub fn scope(&self, conn: &mut crate::db::Conn<'_>) -> Result<Scope, AppError> {
+        Scope::load(conn, self.id, &self.username, self.role)
+    }
+
+    /// The role part of the scope, for routes that touch no submission.
+    pub fn require(&self, capability: Capability) -> Result<(), AppError> {
+        Scope {
+            user_id: self.id,
+            username: self.username.clone(),
+            role: self.role,
+            areas: Vec::new(),
         }
+        .require(capability)
+    }
+
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        self.require(Capability::Administer)
     }
 }
 

@@ -220,6 +220,71 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    form_sources (form_version_id) {
+        form_version_id -> BigInt,
+        filename -> Nullable<Text>,
+        format -> Text,
+        content_type -> Text,
+        bytes -> Binary,
+        size -> BigInt,
+        sha256 -> Text,
+        warnings -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    user_areas (user_id, area_code) {
+        user_id -> BigInt,
+        area_code -> Text,
+    }
+}
+
+diesel::table! {
+    submission_reviews (id) {
+        id -> BigInt,
+        submission_id -> BigInt,
+        from_state -> Text,
+        state -> Text,
+        comment -> Nullable<Text>,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    submission_comments (id) {
+        id -> BigInt,
+        submission_id -> BigInt,
+        user_id -> BigInt,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor_id -> Nullable<BigInt>,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        details -> Text,
+    }
+}
+
+diesel::table! {
+    web_sessions (token_hash) {
+        token_hash -> Text,
+        user_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(app_keys -> users (user_id));
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(form_media -> form_versions (form_version_id));
@@ -227,7 +292,12 @@ diesel::joinable!(submission_versions -> submissions (submission_id));
 diesel::joinable!(attachments -> submission_versions (version_id));
 diesel::joinable!(submission_flags -> submission_versions (version_id));
 diesel::joinable!(hamlet_assignments -> users (user_id));
+diesel::joinable!(form_sources -> form_versions (form_version_id));
 
+diesel::joinable!(user_areas -> users (user_id));
+diesel::joinable!(submission_reviews -> submissions (submission_id));
+diesel::joinable!(submission_comments -> submissions (submission_id));
+diesel::joinable!(web_sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
     users,
@@ -249,4 +319,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     area_successions,
     hamlet_assignments,
     submission_flags,
+    form_sources,
+    user_areas,
+    submission_reviews,
+    submission_comments,
+    audit_log,
+    web_sessions,
 );

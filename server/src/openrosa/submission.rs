@@ -384,6 +384,22 @@ async fn receive(
         // Held until the submission is committed, so fsck --repair cannot take these blobs.
         let lock = blobs.lock_shared()?;
         let mut files = Vec::new();
+        // Every photo is checked before anything is stored, so a damaged one or a
+        // decompression bomb refuses the whole POST and leaves no trace.
+        for (name, part) in &keep {
+            let mut head = [0u8; 16];
+            let n = std::io::Read::read(&mut std::fs::File::open(&part.temp)?, &mut head)?;
+            if crate::photos::sniff(&head[..n]).is_none() {
+                continue;
+            }
+            let bytes = std::fs::read(&part.temp)?;
+            crate::photos::verify(&bytes).map_err(|e| {
+                bad(
+                    "bad_image",
+                    format!("the photo '{name}' cannot be used: {e}; take it again and resend"),
+                )
+            })?;
+        }
         for (name, part) in keep {
             blobs.commit(part.temp, &part.sha256)?;
             files.push(IncomingFile {
