@@ -322,6 +322,8 @@ fn add_form(file: &std::path::Path, publish: bool, db: &DatabaseArgs) -> anyhow:
         .map(str::to_string);
     let stem = file.file_stem().and_then(|n| n.to_str());
     let blobs = fieldtally::blobs::Blobs::open(&db.data_dir)?;
+    // Held until the generated media's rows are committed (see `Blobs::lock_shared`).
+    let _blob_lock = blobs.lock_shared()?;
     let first = xlsform::time_version(chrono::Utc::now());
     for derived in first..first + 48 {
         let conversion = xlsform::convert(&workbook, stem, derived)

@@ -370,6 +370,9 @@ async fn upload_workbook(
     let bytes = body.clone();
     let workbook = web::block(move || xlsform::read(&bytes)).await??;
     let sha256 = hex::encode(Sha256::digest(&body));
+    // Held until the generated media's rows are committed (see `Blobs::lock_shared`).
+    let blobs = state.blobs.clone();
+    let _blob_lock = web::block(move || blobs.lock_shared()).await??;
     let first = xlsform::time_version(chrono::Utc::now());
     for derived in first..first + MAX_DERIVED_VERSIONS {
         let (wb, fb) = (workbook.clone(), fallback.clone());
