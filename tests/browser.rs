@@ -207,25 +207,48 @@ async fn a_reviewer_works_through_the_queue_in_a_real_browser() {
         return;
     }
     let (server, admin) = server_with_forms().await;
-    admin
-        .create_user("officer", "officer-password", "province_officer")
-        .await;
-    admin
-        .create_user("supervisor", "supervisor-password", "supervisor")
-        .await;
-    let res = admin
-        .put("/api/v1/users/supervisor/areas")
-        .json(&json!({ "area_codes": ["04243"] }))
-        .send()
-        .await
-        .expect("areas");
-    assert_eq!(res.status(), 200);
+    let out = server.cli(
+        &[
+            "areas",
+            "import",
+            &repo_root()
+                .join("data/sonla/demo-hamlets.csv")
+                .display()
+                .to_string(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The reviewer covers Sốp Cộp (04231), where the three household visits were made; the
+    // other supervisor covers Mường Và (04243).
+    for (name, area) in [("supervisor", "04231"), ("elsewhere", "04243")] {
+        admin
+            .create_user(name, "supervisor-password", "supervisor")
+            .await;
+        let res = admin
+            .put(&format!("/api/v1/users/{name}/areas"))
+            .json(&json!({ "area_codes": [area] }))
+            .send()
+            .await
+            .expect("areas");
+        assert_eq!(res.status(), 200);
+    }
     let mut ids = Vec::new();
     for (name, size) in [("Lò Thị Mai", 5), ("Cầm Thị Hoa", 4), ("Quàng Thị Ban", 6)] {
         let id = new_instance_id();
-        let xml = all_features_instance(&id, None, name, size, Some("p.jpg"));
+        let xml = String::from_utf8(all_features_instance(&id, None, name, size, Some("p.jpg")))
+            .expect("utf8")
+            .replace("<intro />", "<intro /><hamlet>DEMO-04231-1</hamlet>");
         let res = collector(&server)
-            .submit(&xml, &[Attachment::jpeg("p.jpg", phone_jpeg())], false)
+            .submit(
+                xml.as_bytes(),
+                &[Attachment::jpeg("p.jpg", phone_jpeg())],
+                false,
+            )
             .await;
         assert_eq!(res.status(), 201);
         ids.push(id);
@@ -242,9 +265,7 @@ async fn a_reviewer_works_through_the_queue_in_a_real_browser() {
     let base = server.base.clone();
 
     // A supervisor of another commune sees none of these submissions, in the queue or by URL.
-    // (When hamlets and the area registry land, add the positive case: a supervisor of the
-    // submissions' commune sees them and is the one who reviews below.)
-    sign_in(&client, &base, "supervisor", "supervisor-password").await;
+    sign_in(&client, &base, "elsewhere", "supervisor-password").await;
     assert!(
         client.find(Locator::Css("p.empty")).await.is_ok(),
         "empty queue"
@@ -267,8 +288,9 @@ async fn a_reviewer_works_through_the_queue_in_a_real_browser() {
         .expect("queue");
     sign_out(&client).await;
 
-    // The reviewer: the province officer (see above).
-    sign_in(&client, &base, "officer", "officer-password").await;
+    // The reviewer: the supervisor of Sốp Cộp sees the three visits made there, and not the
+    // submission without a hamlet.
+    sign_in(&client, &base, "supervisor", "supervisor-password").await;
     assert_eq!(text(&client, "h1").await, "Hàng chờ duyệt");
     assert_eq!(
         client
@@ -276,7 +298,7 @@ async fn a_reviewer_works_through_the_queue_in_a_real_browser() {
             .await
             .expect("rows")
             .len(),
-        4
+        3
     );
 
     // Filter the queue to the three household forms still to review.

@@ -250,6 +250,14 @@ async fn review_states_comments_bulk_and_the_audit_log() {
         changes,
         &json!([{"path": "household/household_size", "before": "4", "after": "6"}])
     );
+    let edits = admin
+        .json("/api/v1/audit?action=submission.edited&limit=10")
+        .await;
+    let edits = edits["entries"].as_array().expect("entries");
+    assert_eq!(edits.len(), 1, "the phone's edit is in the audit log");
+    assert_eq!(edits[0]["actor"], "lan");
+    assert_eq!(edits[0]["target"], edit.as_str());
+    assert_eq!(edits[0]["details"]["deprecated"], b.as_str());
 
     // The audit log holds every change, in order, with who and no field values.
     let log = admin

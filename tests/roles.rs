@@ -12,11 +12,9 @@ use serde_json::{json, Value};
 /// (04243); `minh` is a collector who did not send the submission under test.
 const ROLES: [&str; 6] = ["admin", "officer", "supervisor", "lan", "minh", "service"];
 
-/// The allowed/forbidden matrix. A supervisor's area rule is not wired yet (submissions carry
-/// no hamlet until the area registry lands), so today a supervisor sees no submission: the
-/// `supervisor` column says 404 (invisible) where, for a submission in their commune, it will
-/// say what the officer's column says. Extend with a submission inside and one outside the
-/// supervisor's area once hamlets are recorded.
+/// The allowed/forbidden matrix. The submission under test has no hamlet, so it lies in no
+/// supervisor's area: the `supervisor` column says 404 (invisible). What a supervisor sees
+/// inside and outside their areas is tested in `tests/area_scope.rs`.
 struct Case {
     method: &'static str,
     path: String,

@@ -289,7 +289,10 @@ fn main() -> anyhow::Result<()> {
                     if fieldtally::areas::count(c)? == 0 {
                         fieldtally::areas::shipped::load(c)?;
                     }
-                    import::import(c, kind, &bytes)
+                    let report = import::import(c, kind, &bytes)?;
+                    // Hamlets may have moved: what supervisors see follows the registry.
+                    fieldtally::scope::reindex_all_areas(c)?;
+                    Ok::<_, fieldtally::error::AppError>(report)
                 })
                 .with_context(|| format!("{name}: nothing was imported"))?;
             println!(

@@ -16,7 +16,7 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::scope::{self, Capability, Scope};
 use crate::users::now;
-use crate::{on_conn, visible_submissions};
+use crate::{in_area_with_flag, on_conn, visible_submissions};
 
 /// Longest comment accepted, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2000;
@@ -231,6 +231,12 @@ pub struct BulkFilter {
     /// Current review state.
     pub state: Option<String>,
     pub collector: Option<String>,
+    /// An area code the submissions lie in (hamlet, commune, district or province).
+    #[serde(default)]
+    pub area: Option<String>,
+    /// A flag their current versions carry (`outside_district`, `low_accuracy`, …).
+    #[serde(default)]
+    pub flag: Option<String>,
     /// First day received (Vietnam time), inclusive.
     pub received_from: Option<NaiveDate>,
     /// Last day received (Vietnam time), inclusive.
@@ -345,6 +351,7 @@ fn select(
                     q = q.filter(submissions::created_at.lt(v));
                 }
                 q = q.filter(submissions::review_state.ne(to.as_str()));
+                q = in_area_with_flag!(q, &f.area, &f.flag);
                 visible_submissions!(q, &visibility).load(c)
             })?
         }

@@ -142,13 +142,8 @@ impl Scope {
 /// [`Visibility`] allows. A macro, not a function, so that the same code expands for both
 /// backends inside [`on_conn!`].
 ///
-/// The area rule is not wired yet: a submission belongs to a supervisor's area when *the
-/// submission's hamlet lies in one of the user's areas on the activity date* (a commune code
-/// covers its hamlets; a district code covers the hamlets of its communes for activity dates
-/// before 1 July 2025). That needs the area registry and the submission's `hamlet_code` and
-/// `activity_date` columns; until they exist a supervisor sees nothing, which is the safe
-/// side. Plug the rule in here, as a filter such as `submissions::hamlet_code.eq_any(…)`
-/// together with the activity date, and nowhere else.
+/// A supervisor sees a submission when its hamlet lies in one of their areas: the areas a
+/// submission lies in are kept in `submission_areas` by [`index_areas`].
 #[macro_export]
 macro_rules! visible_submissions {
     ($query:expr, $visibility:expr) => {{
@@ -158,11 +153,100 @@ macro_rules! visible_submissions {
             $crate::scope::Visibility::SentBy(collector) => {
                 query.filter($crate::db::schema::submissions::collector_id.eq(*collector))
             }
-            $crate::scope::Visibility::Areas(_) => {
-                query.filter(::diesel::dsl::sql::<::diesel::sql_types::Bool>("1 = 0"))
+            $crate::scope::Visibility::Areas(codes) => {
+                use $crate::db::schema::submission_areas;
+                query.filter(
+                    $crate::db::schema::submissions::id.eq_any(
+                        submission_areas::table
+                            .filter(submission_areas::area_code.eq_any(codes.clone()))
+                            .select(submission_areas::submission_id),
+                    ),
+                )
             }
         }
     }};
+}
+
+/// Narrows a boxed diesel query over `submissions` to those lying in an area (any level, as
+/// [`index_areas`] records them) and whose current version carries a flag. Shared by the list,
+/// the queue and bulk review so that one filter means the same everywhere.
+#[macro_export]
+macro_rules! in_area_with_flag {
+    ($query:expr, $area:expr, $flag:expr) => {{
+        use $crate::db::schema::{submission_areas, submission_flags, submission_versions};
+        let mut query = $query;
+        if let Some(area) = $area {
+            query = query.filter(
+                $crate::db::schema::submissions::id.eq_any(
+                    submission_areas::table
+                        .filter(submission_areas::area_code.eq(area.clone()))
+                        .select(submission_areas::submission_id),
+                ),
+            );
+        }
+        if let Some(flag) = $flag {
+            query = query.filter(
+                $crate::db::schema::submissions::id.eq_any(
+                    submission_versions::table
+                        .inner_join(submission_flags::table)
+                        .filter(submission_versions::is_current.eq(true))
+                        .filter(submission_flags::flag.eq(flag.clone()))
+                        .select(submission_versions::submission_id),
+                ),
+            );
+        }
+        query
+    }};
+}
+
+/// Records the area codes the submission's current version lies in: its hamlet, the hamlet's
+/// commune, district and province on the activity date, and its commune today. A supervisor
+/// of a commune therefore sees the hamlets of that commune as they were on each activity date,
+/// and a supervisor of a post-reform commune also sees the earlier work of the hamlets it now
+/// holds. Runs in the writer whenever the current version changes, and for every submission
+/// after an area import.
+pub fn index_areas(conn: &mut Conn<'_>, submission_id: i64) -> Result<(), AppError> {
+    use crate::db::schema::{submission_areas, submission_versions};
+    let current: Option<(Option<String>, Option<chrono::NaiveDate>)> = on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::submission_id.eq(submission_id))
+        .filter(submission_versions::is_current.eq(true))
+        .select((submission_versions::hamlet_code, submission_versions::activity_date))
+        .first(c)
+        .optional())?;
+    let mut codes = std::collections::BTreeSet::new();
+    if let Some((Some(hamlet), activity_date)) = current {
+        let today = crate::areas::today();
+        for date in [activity_date.unwrap_or(today), today] {
+            if let Some(area) = crate::areas::find_on(conn, &hamlet, date)? {
+                for a in crate::areas::ancestors(conn, &area)? {
+                    codes.insert(a.code);
+                }
+                codes.insert(area.code);
+            }
+        }
+    }
+    on_conn!(conn, c => diesel::delete(
+        submission_areas::table.filter(submission_areas::submission_id.eq(submission_id)),
+    )
+    .execute(c))?;
+    for code in codes {
+        on_conn!(conn, c => diesel::insert_into(submission_areas::table)
+            .values((
+                submission_areas::submission_id.eq(submission_id),
+                submission_areas::area_code.eq(code),
+            ))
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the area index of every submission (after the area registry changed).
+pub fn reindex_all_areas(conn: &mut Conn<'_>) -> Result<usize, AppError> {
+    let ids: Vec<i64> = on_conn!(conn, c => submissions::table.select(submissions::id).load(c))?;
+    for id in &ids {
+        index_areas(conn, *id)?;
+    }
+    Ok(ids.len())
 }
 
 /// 404 unless the scope may see the submission (by row id). Not 403: a user outside the

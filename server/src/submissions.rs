@@ -18,7 +18,7 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::forms::FormState;
 use crate::scope::Visibility;
-use crate::{on_conn, visible_submissions};
+use crate::{in_area_with_flag, on_conn, visible_submissions};
 
 pub const STATE_RECEIVED: &str = "received";
 pub const STATE_EDITED: &str = "edited";
@@ -363,6 +363,21 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 inc.collector_id,
                 inc.received_at,
             )?;
+            let collector: String = on_conn!(conn, c => users::table
+                .find(inc.collector_id)
+                .select(users::username)
+                .first(c))?;
+            let actor = crate::audit::Actor {
+                id: inc.collector_id,
+                username: collector,
+            };
+            crate::audit::record(
+                conn,
+                &actor,
+                "submission.edited",
+                Some(&id.instance_id),
+                serde_json::json!({ "from_state": from_state, "deprecated": deprecated }),
+            )?;
             on_conn!(conn, c => diesel::update(submissions::table.find(old.submission_id))
                 .set((
                     submissions::form_version.eq(&id.version),
@@ -370,6 +385,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                     submissions::updated_at.eq(inc.received_at),
                 ))
                 .execute(c))?;
+            crate::scope::index_areas(conn, old.submission_id)?;
             return Ok(Stored {
                 outcome: Outcome::Edited,
                 missing: missing_count(conn, version_id)?,
@@ -390,6 +406,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         .returning(submissions::id)
         .get_result(c))?;
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
+    crate::scope::index_areas(conn, submission_id)?;
     Ok(Stored {
         outcome: Outcome::Created,
         missing: missing_count(conn, version_id)?,
@@ -423,6 +440,10 @@ pub struct Filter {
     pub collector: Option<String>,
     /// Current review state.
     pub state: Option<String>,
+    /// An area code the submission lies in (hamlet, commune, district or province).
+    pub area: Option<String>,
+    /// A flag the current version carries.
+    pub flag: Option<String>,
     pub received_since: Option<NaiveDateTime>,
     /// Received strictly before this time.
     pub received_before: Option<NaiveDateTime>,
@@ -440,6 +461,8 @@ impl Filter {
             form_version: None,
             collector: None,
             state: None,
+            area: None,
+            flag: None,
             received_since: None,
             received_before: None,
             cursor_id: None,
@@ -501,6 +524,7 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
             .limit(f.limit)
             .into_boxed();
         q = visible_submissions!(q, &f.visibility);
+        q = in_area_with_flag!(q, &f.area, &f.flag);
         q = if f.newest_first {
             q.order(submissions::id.desc())
         } else {

@@ -54,6 +54,10 @@ struct ListQuery {
     collector: Option<String>,
     /// Current review state.
     state: Option<String>,
+    /// An area code the submissions lie in (hamlet, commune, district or province).
+    area: Option<String>,
+    /// A flag the current version carries.
+    flag: Option<String>,
     /// RFC 3339 time; submissions first received at or after it.
     since: Option<String>,
     cursor: Option<String>,
@@ -119,6 +123,8 @@ async fn list(
             filter.form_version = q.version;
             filter.collector = q.collector;
             filter.state = q.state;
+            filter.area = q.area;
+            filter.flag = q.flag;
             filter.received_since = received_since;
             filter.cursor_id = cursor_id;
             submissions::list(conn, &filter)

@@ -285,6 +285,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    submission_areas (submission_id, area_code) {
+        submission_id -> BigInt,
+        area_code -> Text,
+    }
+}
+
 diesel::joinable!(app_keys -> users (user_id));
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(form_media -> form_versions (form_version_id));
@@ -298,6 +305,8 @@ diesel::joinable!(user_areas -> users (user_id));
 diesel::joinable!(submission_reviews -> submissions (submission_id));
 diesel::joinable!(submission_comments -> submissions (submission_id));
 diesel::joinable!(web_sessions -> users (user_id));
+diesel::joinable!(submission_areas -> submissions (submission_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
     users,
@@ -325,4 +334,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     submission_comments,
     audit_log,
     web_sessions,
+    submission_areas,
 );

@@ -323,6 +323,10 @@ async fn set_lang(
 pub struct QueueQuery {
     pub form: Option<String>,
     pub state: Option<String>,
+    /// An area code (hamlet, commune, district or province).
+    pub area: Option<String>,
+    /// A geotag or assignment flag.
+    pub flag: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub before: Option<i64>,
@@ -334,6 +338,8 @@ impl QueueQuery {
         for v in [
             &mut self.form,
             &mut self.state,
+            &mut self.area,
+            &mut self.flag,
             &mut self.from,
             &mut self.to,
         ] {
@@ -362,6 +368,8 @@ impl QueueQuery {
             form: self.form.clone(),
             state: self.state.clone(),
             collector: None,
+            area: self.area.clone(),
+            flag: self.flag.clone(),
             received_from: Self::date(&self.from, lang)?,
             received_to: Self::date(&self.to, lang)?,
         })
@@ -373,6 +381,8 @@ impl QueueQuery {
         for (k, v) in [
             ("form", &self.form),
             ("state", &self.state),
+            ("area", &self.area),
+            ("flag", &self.flag),
             ("from", &self.from),
             ("to", &self.to),
         ] {
@@ -403,6 +413,8 @@ async fn queue(
     let mut filter = Filter::new(user.scope.visibility(), PAGE_SIZE);
     filter.form_id = q.form.clone();
     filter.state = q.state.clone();
+    filter.area = q.area.clone();
+    filter.flag = q.flag.clone();
     (filter.received_since, filter.received_before) = bf.received_range();
     filter.cursor_id = q.before;
     filter.newest_first = true;
@@ -437,6 +449,8 @@ async fn bulk(
     let filters = QueueQuery {
         form: form.get("f_form").map(str::to_string),
         state: form.get("f_state").map(str::to_string),
+        area: form.get("f_area").map(str::to_string),
+        flag: form.get("f_flag").map(str::to_string),
         from: form.get("f_from").map(str::to_string),
         to: form.get("f_to").map(str::to_string),
         ..Default::default()

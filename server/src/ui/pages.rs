@@ -24,6 +24,27 @@ fn state_label(state: &str, lang: Lang) -> &'static str {
     }
 }
 
+/// What a geotag or assignment flag means, for the people reviewing.
+fn flag_label(flag: &str, lang: Lang) -> &'static str {
+    use crate::geotag::*;
+    match flag {
+        NO_LOCATION => lang.t("Không có vị trí", "No location"),
+        LOW_ACCURACY => lang.t("Vị trí kém chính xác", "Low location accuracy"),
+        OUTSIDE_PROVINCE => lang.t("Vị trí ngoài tỉnh", "Location outside the province"),
+        OUTSIDE_DISTRICT => lang.t(
+            "Vị trí ngoài huyện của bản",
+            "Location outside the hamlet's district",
+        ),
+        FAR_FROM_HAMLET => lang.t("Vị trí xa bản", "Location far from the hamlet"),
+        HAMLET_NOT_ASSIGNED => lang.t(
+            "Bản không được phân công",
+            "Hamlet not assigned to the collector",
+        ),
+        ACTIVITY_IN_FUTURE => lang.t("Ngày hoạt động ở tương lai", "Activity date in the future"),
+        _ => lang.t("Cảnh báo khác", "Other flag"),
+    }
+}
+
 fn badge(state: &str, lang: Lang) -> Markup {
     html! { span class={ "badge " (state) } { (state_label(state, lang)) } }
 }
@@ -172,6 +193,17 @@ pub fn queue(
                     }
                 }
             }
+            label { span { (lang.t("Địa bàn (mã)", "Area (code)")) }
+                input type="text" name="area" inputmode="numeric" value=[q.area.as_deref()];
+            }
+            label { span { (lang.t("Cảnh báo", "Flag")) }
+                select name="flag" {
+                    option value="" { (lang.t("Tất cả", "All")) }
+                    @for f in crate::geotag::ALL.iter() {
+                        option value=(f) selected[q.flag.as_deref() == Some(*f)] { (flag_label(f, lang)) }
+                    }
+                }
+            }
             label { span { (lang.t("Nhận từ ngày", "Received from")) }
                 input type="date" name="from" value=[q.from.as_deref()];
             }
@@ -187,6 +219,8 @@ pub fn queue(
             input type="hidden" name="csrf" value=(user.csrf);
             input type="hidden" name="f_form" value=[q.form.as_deref()];
             input type="hidden" name="f_state" value=[q.state.as_deref()];
+            input type="hidden" name="f_area" value=[q.area.as_deref()];
+            input type="hidden" name="f_flag" value=[q.flag.as_deref()];
             input type="hidden" name="f_from" value=[q.from.as_deref()];
             input type="hidden" name="f_to" value=[q.to.as_deref()];
             @if rows.is_empty() {
@@ -281,6 +315,8 @@ pub fn confirm_bulk(
                     input type="hidden" name="comment" value=[d.comment.as_deref()];
                     input type="hidden" name="f_form" value=[filters.form.as_deref()];
                     input type="hidden" name="f_state" value=[filters.state.as_deref()];
+                    input type="hidden" name="f_area" value=[filters.area.as_deref()];
+                    input type="hidden" name="f_flag" value=[filters.flag.as_deref()];
                     input type="hidden" name="f_from" value=[filters.from.as_deref()];
                     input type="hidden" name="f_to" value=[filters.to.as_deref()];
                     @match sel {
@@ -347,6 +383,11 @@ pub fn detail(user: &WebUser, data: &DetailData, map: &Map) -> Markup {
             dt { (lang.t("Nhận lúc", "Received")) } dd { (when(&d.created_at)) }
             dt { (lang.t("Phiên bản biểu mẫu", "Form version")) } dd { (d.form_version) }
             dt { (lang.t("Mã phiếu", "ID")) } dd.id { (d.instance_id) }
+        }
+        @if !d.flags.is_empty() {
+            ul.flags #flags {
+                @for f in &d.flags { li.flag data-flag=(f) { (flag_label(f, lang)) } }
+            }
         }
         div.columns {
             div.side {
