@@ -203,6 +203,38 @@ async fn every_route_with_every_role() {
             [200, 200, 404, 403, 403, 403],
         ),
         case("GET", "/api/v1/audit", None, [200, 200, 403, 403, 403, 403]),
+        // Protected data: opening sealed values needs the role and the submission in view; the
+        // access log is read like the audit log; protection settings and revocation are admin's.
+        case(
+            "GET",
+            format!("{s}/sensitive?purpose=matrix%20test"),
+            None,
+            [200, 200, 404, 403, 403, 403],
+        ),
+        case(
+            "GET",
+            "/api/v1/access-log",
+            None,
+            [200, 200, 403, 403, 403, 403],
+        ),
+        case(
+            "GET",
+            "/api/v1/forms/all_features/protection",
+            None,
+            [200, 403, 403, 403, 403, 403],
+        ),
+        case(
+            "PUT",
+            "/api/v1/forms/all_features/protection",
+            Some(json!({"sensitive": false})),
+            [200, 403, 403, 403, 403, 403],
+        ),
+        case(
+            "POST",
+            "/api/v1/users/nobody/revoke-tokens",
+            None,
+            [404, 403, 403, 403, 403, 403],
+        ),
     ];
     for c in &cases {
         for (i, client) in clients.iter().enumerate() {

@@ -82,6 +82,15 @@ pub enum FormError {
         reason: &'static str,
     },
 
+    /// An answer that does not fit its field's type (see `check_values`).
+    #[error("the answer to '{path}' is not valid: {reason}")]
+    InvalidAnswer {
+        /// The field's path in the form.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A geotrace value that is not two or more valid geopoints.
     #[error("invalid geotrace: {reason}")]
     InvalidGeotrace {

@@ -11,6 +11,7 @@ mod geo;
 mod instance;
 mod labels;
 pub mod shipped;
+mod values;
 mod xml;
 
 pub use error::FormError;
@@ -19,3 +20,4 @@ pub use form::{parse_form, FieldDef, FieldKind, FormDef};
 pub use geo::{parse_geoshape, parse_geotrace, Geopoint};
 pub use instance::{identify, Identity};
 pub use labels::{parse_labels, FormLabels, Translations};
+pub use values::{check_values, reduce_geo_precision, MAX_YEAR, MIN_YEAR};

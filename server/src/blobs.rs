@@ -1,6 +1,11 @@
 //! Content-addressed file storage for attachments and form media: `blobs/ab/abcdef…` named by
 //! the sha256 of the content. A file is written to `tmp/`, synced, then renamed into place and
 //! its folder synced, so a stored name always holds its complete content, even after a crash.
+//!
+//! A blob is stored before the row that refers to it is committed. So that `fieldtally fsck
+//! --repair` never deletes a blob in that gap (or one that an upload of the same content is
+//! about to refer to again), writers hold a shared lock on `blobs.lock` from storing the blob
+//! until their row is committed, and the repair takes the lock exclusively.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -12,6 +17,14 @@ use sha2::{Digest, Sha256};
 pub struct Blobs {
     root: PathBuf,
     tmp: PathBuf,
+    lock: PathBuf,
+}
+
+/// Held while blobs are stored and until the rows referring to them are committed (shared), or
+/// while unreferenced blobs are deleted (exclusive). Released when dropped.
+#[derive(Debug)]
+pub struct BlobsLock {
+    _file: File,
 }
 
 impl Blobs {
@@ -20,7 +33,43 @@ impl Blobs {
         let tmp = data_dir.join("tmp");
         fs::create_dir_all(&root)?;
         fs::create_dir_all(&tmp)?;
-        Ok(Blobs { root, tmp })
+        Ok(Blobs {
+            root,
+            tmp,
+            lock: data_dir.join("blobs.lock"),
+        })
+    }
+
+    fn lock_file(&self) -> io::Result<File> {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+    }
+
+    /// Blocks while a repair is deleting blobs.
+    pub fn lock_shared(&self) -> io::Result<BlobsLock> {
+        let f = self.lock_file()?;
+        f.lock_shared()?;
+        Ok(BlobsLock { _file: f })
+    }
+
+    /// Waits until no blob is between being stored and being referred to.
+    pub fn lock_exclusive(&self) -> io::Result<BlobsLock> {
+        let f = self.lock_file()?;
+        f.lock()?;
+        Ok(BlobsLock { _file: f })
+    }
+
+    /// The folder of stored blobs, for fsck and backups.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of upload temporary files.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
     }
 
     /// A new temporary file; it is removed when dropped unless [`Blobs::commit`] moves it.
@@ -39,14 +88,15 @@ impl Blobs {
         self.path(sha256).is_file()
     }
 
-    /// Makes the temporary file durable under its content hash.
-    pub fn commit(&self, temp: tempfile::NamedTempFile, sha256: &str) -> io::Result<()> {
+    /// Makes the temporary file durable under its content hash. Hold [`Blobs::lock_shared`]
+    /// until the row that refers to it is committed.
+    pub fn commit(&self, temp: tempfile::TempPath, sha256: &str) -> io::Result<()> {
         let target = self.path(sha256);
         if target.is_file() {
             // Same content already stored; the temporary file is removed on drop.
             return Ok(());
         }
-        temp.as_file().sync_all()?;
+        File::open(&temp)?.sync_all()?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir)?;
         temp.persist(&target).map_err(|e| e.error)?;
@@ -75,12 +125,13 @@ impl Blobs {
         Ok(target)
     }
 
-    /// Stores a small in-memory file (form media); returns its sha256.
+    /// Stores a small in-memory file (form media); returns its sha256. Hold
+    /// [`Blobs::lock_shared`] until the row that refers to it is committed.
     pub fn put(&self, bytes: &[u8]) -> io::Result<String> {
         let sha = hex::encode(Sha256::digest(bytes));
         let mut temp = self.temp_file()?;
         temp.write_all(bytes)?;
-        self.commit(temp, &sha)?;
+        self.commit(temp.into_temp_path(), &sha)?;
         Ok(sha)
     }
 }

@@ -1,9 +1,11 @@
 //! One typed configuration, built once from flags and `FIELDTALLY_*` variables.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::auth::throttle::{Limit, Limits};
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
@@ -57,6 +59,38 @@ pub struct ServeArgs {
     /// Worker threads for HTTP (default: one per core).
     #[arg(long, env = "FIELDTALLY_WORKERS")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub keys: DataKeyArgs,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed (comma-separated); the
+    /// sign-in rate limits count per client address, and behind a proxy every client would
+    /// otherwise share the proxy's.
+    #[arg(long, env = "FIELDTALLY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxy: Vec<IpAddr>,
+    /// Failed sign-ins of one account within 15 minutes before it is locked out.
+    #[arg(long, env = "FIELDTALLY_LOGIN_MAX_FAILURES", default_value_t = 10)]
+    pub login_max_failures: i64,
+    /// Failed sign-ins from one address (IPv6: one /64) within 15 minutes before it is locked out.
+    #[arg(
+        long,
+        env = "FIELDTALLY_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 100
+    )]
+    pub login_max_failures_per_address: i64,
+    /// How long a lock-out lasts, in seconds.
+    #[arg(long, env = "FIELDTALLY_LOGIN_LOCKOUT_SECS", default_value_t = 900)]
+    pub login_lockout_secs: i64,
+    /// Seconds a client has to send a request's head (request line and headers) once connected.
+    #[arg(long, env = "FIELDTALLY_REQUEST_HEAD_TIMEOUT", default_value_t = 30)]
+    pub request_head_timeout: u64,
+    /// Seconds an upload may go without a single byte arriving before it is abandoned (408).
+    #[arg(long, env = "FIELDTALLY_UPLOAD_IDLE_TIMEOUT", default_value_t = 120)]
+    pub upload_idle_timeout: u64,
+    /// Seconds a stopping server (SIGTERM, SIGINT) waits for requests in flight to finish.
+    #[arg(long, env = "FIELDTALLY_SHUTDOWN_TIMEOUT", default_value_t = 120)]
+    pub shutdown_timeout: u64,
+    /// If set, `/metrics` needs `Authorization: Bearer <this token>`.
+    #[arg(long, env = "FIELDTALLY_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// A geotag whose accuracy radius is larger than this many metres is flagged `low_accuracy`.
     #[arg(long, env = "FIELDTALLY_LOW_ACCURACY_METRES", default_value_t = 100.0)]
     pub low_accuracy_metres: f64,
@@ -70,6 +104,26 @@ pub struct ServeArgs {
     pub far_from_hamlet_metres: f64,
 }
 
+/// Where the data keys that protect personal data are read from.
+#[derive(Debug, Clone, Args)]
+pub struct DataKeyArgs {
+    /// File of data keys (`ID HEX` per line, the last one current) that seal the personal data of
+    /// sensitive forms; see SECURITY.md. Default: `DATA_DIR/data.keys`, created with a new key
+    /// on first start.
+    #[arg(long, env = "FIELDTALLY_DATA_KEY_FILE")]
+    pub data_key_file: Option<PathBuf>,
+}
+
+impl DataKeyArgs {
+    /// The key file, and whether it may be created (only at the default place).
+    pub fn path(&self, data_dir: &std::path::Path) -> (PathBuf, bool) {
+        match &self.data_key_file {
+            Some(p) => (p.clone(), false),
+            None => (data_dir.join("data.keys"), true),
+        }
+    }
+}
+
 /// What request handlers need to know, shared as `web::Data`.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -77,6 +131,10 @@ pub struct Config {
     pub public_url: Option<String>,
     pub max_submission_bytes: u64,
     pub token_ttl: i64,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub limits: Limits,
+    pub upload_idle_timeout: std::time::Duration,
+    pub metrics_token: Option<String>,
     pub geotag: crate::geotag::Limits,
 }
 
@@ -90,6 +148,21 @@ impl From<&ServeArgs> for Config {
                 .map(|u| u.trim_end_matches('/').to_string()),
             max_submission_bytes: a.max_submission_bytes,
             token_ttl: a.token_ttl,
+            trusted_proxies: a.trusted_proxy.clone(),
+            limits: Limits {
+                account: Limit {
+                    max_failures: a.login_max_failures.max(1),
+                    window: chrono::Duration::minutes(15),
+                    lockout: chrono::Duration::seconds(a.login_lockout_secs.max(1)),
+                },
+                address: Limit {
+                    max_failures: a.login_max_failures_per_address.max(1),
+                    window: chrono::Duration::minutes(15),
+                    lockout: chrono::Duration::seconds(a.login_lockout_secs.max(1)),
+                },
+            },
+            upload_idle_timeout: std::time::Duration::from_secs(a.upload_idle_timeout.max(1)),
+            metrics_token: a.metrics_token.clone().filter(|t| !t.is_empty()),
             geotag: crate::geotag::Limits {
                 low_accuracy_metres: a.low_accuracy_metres,
                 far_from_hamlet_metres: a.far_from_hamlet_metres,

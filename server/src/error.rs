@@ -38,6 +38,9 @@ pub enum AppError {
     /// No or wrong credentials; carries the `WWW-Authenticate` challenges to offer.
     #[error("authentication required")]
     Unauthorized { challenges: Vec<String> },
+    /// Too many failed sign-ins: locked out for `retry_after` seconds.
+    #[error("{message}")]
+    TooManyAttempts { retry_after: i64, message: String },
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
     #[error("database pool error: {0}")]
@@ -115,6 +118,9 @@ impl AppError {
                 "unauthorized",
                 "authentication required: sign in with a valid user name and password".into(),
             ),
+            AppError::TooManyAttempts { message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "locked_out", message.clone())
+            }
             AppError::Database(diesel::result::Error::NotFound) => {
                 (StatusCode::NOT_FOUND, "not_found", "not found".into())
             }
@@ -131,10 +137,16 @@ impl AppError {
     }
 
     fn add_challenges(&self, builder: &mut actix_web::HttpResponseBuilder) {
-        if let AppError::Unauthorized { challenges } = self {
-            for c in challenges {
-                builder.append_header((header::WWW_AUTHENTICATE, c.as_str()));
+        match self {
+            AppError::Unauthorized { challenges } => {
+                for c in challenges {
+                    builder.append_header((header::WWW_AUTHENTICATE, c.as_str()));
+                }
             }
+            AppError::TooManyAttempts { retry_after, .. } => {
+                builder.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
         }
     }
 }

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use fieldtally_forms::FormDef;
+use fieldtally_forms::{FormDef, Identity};
 use serde_json::Value;
 
 use crate::areas::{self, Area, Level};
 use crate::db::Conn;
 use crate::error::AppError;
+use crate::protection::Protection;
 use crate::state::AppState;
 use crate::submissions::Derived;
 use crate::{beneficiary, fieldwork, geotag, sensitive};
@@ -77,15 +78,18 @@ fn provinces_on(conn: &mut Conn<'_>, date: NaiveDate) -> Result<Vec<Area>, AppEr
 
 /// Derives everything from the extracted answers; returns the public answers as JSON text.
 /// An encrypted submission's answers are in its encrypted file, out of the server's reach:
-/// nothing is derived or checked.
+/// nothing is derived or checked. For a sensitive form, the public answers keep geotags only
+/// at reduced precision (the checks above ran on the precise ones) and no instance name.
 pub async fn derive(
     state: &AppState,
     form: &FormDef,
     fields: Value,
-    encrypted: bool,
+    identity: &Identity,
+    protection: &Protection,
     user_id: i64,
     received_at: NaiveDateTime,
 ) -> Result<(String, Derived), AppError> {
+    let encrypted = identity.encrypted;
     let encode = |v: &Value| {
         serde_json::to_string(v)
             .map_err(|e| AppError::internal(format!("cannot encode fields: {e}")))
@@ -134,14 +138,19 @@ pub async fn derive(
         &state.config.geotag,
     );
 
-    let split = sensitive::split(form, fields);
+    let mut split = sensitive::split(form, fields);
+    if protection.sensitive {
+        fieldtally_forms::reduce_geo_precision(form, &mut split.public, protection.geo_decimals);
+        if let Some(public) = split.public.as_object_mut() {
+            public.remove("meta/instanceName");
+        }
+    }
     let fields_json = encode(&split.public)?;
     let sensitive = split
         .sensitive
         .as_ref()
-        .map(sensitive::seal)
-        .transpose()
-        .map_err(|e| AppError::internal(format!("cannot encode sensitive values: {e}")))?;
+        .map(|v| sensitive::seal(&state.data_keys, v, &identity.instance_id))
+        .transpose()?;
     Ok((
         fields_json,
         Derived {

@@ -1,21 +1,29 @@
 //! fieldtally: an OpenRosa server for ODK Collect with versioned forms, exactly-once
 //! submissions, review and indicators, on SQLite or PostgreSQL.
 
+pub mod access_log;
 pub mod api;
 pub mod areas;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod beneficiary;
 pub mod blobs;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod fieldwork;
 pub mod forms;
+pub mod fsck;
 pub mod geotag;
 pub mod ingest;
+pub mod maintenance;
+pub mod metrics;
 pub mod openrosa;
+pub mod ops;
 pub mod photos;
+pub mod protection;
 pub mod review;
 pub mod scope;
 pub mod sensitive;
@@ -27,9 +35,12 @@ pub mod users;
 pub mod xlsform;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Service;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, App, HttpServer};
+use tracing::Instrument;
 
 use crate::blobs::Blobs;
 use crate::config::{Config, ServeArgs};
@@ -46,6 +57,20 @@ const READ_POOL_SIZE: u32 = 8;
 pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
     let db = Db::open(&args.db.url(), READ_POOL_SIZE)?;
     let blobs = Blobs::open(&args.db.data_dir)?;
+    let (key_path, may_create) = args.keys.path(&args.db.data_dir);
+    // A new key is made only for a database that has nothing sealed yet: otherwise the key file
+    // was lost (or not restored), and a new key would make the sealed data look unreadable.
+    let sealed = db.read(protection::has_sealed_data).await?;
+    let data_keys = crypto::DataKeys::load_or_create(&key_path, may_create && !sealed).map_err(
+        |e| match sealed && !key_path.exists() {
+            true => AppError::internal(format!(
+                "{e}: the database holds sealed data, so restore its data key file to {}",
+                key_path.display()
+            )),
+            false => e,
+        },
+    )?;
+    let data_keys = Arc::new(data_keys);
     let secrets = db.write(settings::load_or_create).await?;
     ensure_admin(&db).await?;
     load_shipped_forms(&db).await?;
@@ -56,6 +81,9 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         secrets,
         blobs,
         form_cache: Default::default(),
+        seen_nonces: Default::default(),
+        data_keys,
+        metrics: Default::default(),
         geometry_cache: Default::default(),
     })
 }
@@ -137,28 +165,99 @@ fn tls_config(
         .context("the TLS certificate and key do not match")
 }
 
-/// Runs the HTTP server until it is stopped.
+/// A request id from the client (a proxy's, say) is kept if it is short and plain; otherwise a
+/// new one is made. It ties log lines to a request and is echoed in `X-Request-Id`.
+fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// Headers every response carries unless its handler chose otherwise.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
+fn add_security_headers(headers: &mut header::HeaderMap, https: bool, api: bool) {
+    for (name, value) in SECURITY_HEADERS {
+        let name = HeaderName::from_static(name);
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    if api && !headers.contains_key(header::CACHE_CONTROL) {
+        // API answers carry personal data: no shared or browser cache may keep them.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// Runs the HTTP server until it is stopped (SIGTERM or SIGINT: requests in flight, uploads
+/// included, are finished first, for up to `--shutdown-timeout` seconds).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = web::Data::new(bootstrap(&args).await?);
+    let db = state.db.clone();
     let max_submission = args.max_submission_bytes;
+    let maintenance = actix_web::rt::spawn(maintenance::run(db.clone()));
     let server = HttpServer::new(move || {
+        let metrics = state.metrics.clone();
         App::new()
             .app_data(state.clone())
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
+                let started = Instant::now();
+                let id = request_id(&req);
                 // Log the route pattern, never the path: paths carry app keys and instance ids.
                 let method = req.method().clone();
                 let pattern = req.match_pattern().unwrap_or_else(|| "-".into());
-                let fut = srv.call(req);
+                let https = req.connection_info().scheme() == "https";
+                let api = req.path().starts_with("/api/");
+                let span = tracing::info_span!("request", request_id = %id);
+                let metrics = metrics.clone();
+                let fut = span.in_scope(|| srv.call(req));
                 async move {
-                    let res = fut.await?;
-                    tracing::info!(%method, route = %pattern, status = res.status().as_u16(), "request");
+                    let mut res = fut.await?;
+                    let status = res.status().as_u16();
+                    let headers = res.headers_mut();
+                    add_security_headers(headers, https, api);
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        headers.insert(HeaderName::from_static("x-request-id"), v);
+                    }
+                    let elapsed = started.elapsed();
+                    metrics.record_request(method.as_str(), &pattern, status, elapsed.as_secs_f64());
+                    tracing::info!(%method, route = %pattern, status, ms = elapsed.as_millis() as u64, "request");
                     Ok(res)
                 }
+                .instrument(span)
             })
+            .configure(ops::routes)
             .configure(api::routes)
             .configure(ui::routes)
             .configure(|cfg| openrosa::routes(cfg, max_submission))
-    });
+    })
+    // Phones on 2G take seconds per kilobyte and lose signal for minutes: see the README.
+    .client_request_timeout(Duration::from_secs(args.request_head_timeout.max(1)))
+    .client_disconnect_timeout(Duration::from_secs(10))
+    .keep_alive(Duration::from_secs(30))
+    .shutdown_timeout(args.shutdown_timeout);
     let server = match args.workers {
         Some(n) => server.workers(n),
         None => server,
@@ -176,5 +275,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("fieldtally listening on {scheme}://{addr}");
     }
     server.run().await?;
+    maintenance.abort();
+    // Writes queued by the last requests are committed before the process ends.
+    db.write(|_| Ok(())).await?;
+    println!("fieldtally stopped");
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fieldtally::config::{DatabaseArgs, ServeArgs};
+use fieldtally::config::{DataKeyArgs, DatabaseArgs, ServeArgs};
 use fieldtally::db;
 use fieldtally::users::{self, NewUser, Role};
 
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (creates and migrates the database, loads the shipped forms on first start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema and exit.
     Migrate(DatabaseArgs),
     /// Manage users.
@@ -36,10 +36,56 @@ enum Command {
         #[command(subcommand)]
         command: FormCommand,
     },
+    /// Check that stored files and the database agree; --repair removes unreferenced files.
+    Fsck {
+        /// Remove blobs no row refers to and stale upload temporaries.
+        #[arg(long)]
+        repair: bool,
+        /// Leave files younger than this many seconds alone (uploads in progress elsewhere).
+        #[arg(long, default_value_t = 86400)]
+        grace_secs: u64,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Copy the database (SQLite, online) and every stored file into DIR; run again to update.
+    Backup {
+        dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Restore a backup from DIR into an empty data folder.
+    Restore {
+        dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Manage the data keys that seal protected personal data.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Manage the area registry (provinces, districts, communes, hamlets).
     Areas {
         #[command(subcommand)]
         command: AreasCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new key line to append to the data key file (the last key seals).
+    Generate {
+        /// The key's id, stored with everything it seals.
+        #[arg(long)]
+        id: String,
+    },
+    /// Re-seal everything with the current (last) key, and seal plain submissions of forms
+    /// marked sensitive; afterwards older keys can be removed from the file.
+    Rotate {
+        #[command(flatten)]
+        keys: DataKeyArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -88,16 +134,58 @@ fn open(db: &DatabaseArgs) -> anyhow::Result<db::DbConn> {
     Ok(conn)
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIELDTALLY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // JSON lines for log collectors; each line carries the request id of its request's span.
+    if std::env::var("FIELDTALLY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn rotate(keys: &DataKeyArgs, db: &DatabaseArgs) -> anyhow::Result<()> {
+    use fieldtally::protection;
+    let (path, _) = keys.path(&db.data_dir);
+    let keys = fieldtally::crypto::DataKeys::load(&path)?;
+    let mut conn = open(db)?;
+    let sensitive = protection::sensitive_forms(&mut conn.conn())?;
+    let mut total = protection::Resealed::default();
+    loop {
+        let after = total.last_id;
+        let batch = conn
+            .conn()
+            .write_transaction(|c| protection::reseal_batch(c, &keys, &sensitive, after, 200))?;
+        if batch.scanned == 0 {
+            break;
+        }
+        total.scanned += batch.scanned;
+        total.rotated += batch.rotated;
+        total.sealed += batch.sealed;
+        total.last_id = batch.last_id;
+    }
+    println!(
+        "Looked at {} submission versions: {} moved to key '{}', {} sealed for the first time.",
+        total.scanned,
+        total.rotated,
+        keys.current_id(),
+        total.sealed
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIELDTALLY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => actix_web::rt::System::new().block_on(fieldtally::serve(args)),
+        Command::Serve(args) => actix_web::rt::System::new().block_on(fieldtally::serve(*args)),
         Command::Migrate(db) => {
             open(&db)?;
             println!("database is up to date");
@@ -134,6 +222,56 @@ fn main() -> anyhow::Result<()> {
         Command::Form {
             command: FormCommand::Add { file, publish, db },
         } => add_form(&file, publish, &db),
+        Command::Fsck {
+            repair,
+            grace_secs,
+            db,
+        } => {
+            let mut conn = open(&db)?;
+            let blobs = fieldtally::blobs::Blobs::open(&db.data_dir)?;
+            let report = fieldtally::fsck::run(
+                &mut conn.conn(),
+                &blobs,
+                std::time::Duration::from_secs(grace_secs),
+                repair,
+            )?;
+            print_json(&report)?;
+            if report.is_clean() {
+                Ok(())
+            } else {
+                // A non-zero exit lets scripts and monitoring notice.
+                std::process::exit(2)
+            }
+        }
+        Command::Backup { dir, db } => {
+            let summary = fieldtally::backup::backup(&db.url(), &db.data_dir, &dir)?;
+            print_json(&summary)?;
+            if !summary.database {
+                eprintln!("PostgreSQL: only the files were copied; dump the database with pg_dump as the README shows.");
+            }
+            Ok(())
+        }
+        Command::Restore { dir, db } => {
+            let summary = fieldtally::backup::restore(&db.url(), &db.data_dir, &dir)?;
+            print_json(&summary)?;
+            eprintln!(
+                "Backups do not hold the data key file: put it at {} (or pass --data-key-file) before starting the server.",
+                db.data_dir.join("data.keys").display()
+            );
+            if !summary.database {
+                eprintln!("PostgreSQL: only the files were restored; restore the database with pg_restore as the README shows.");
+            }
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Generate { id },
+        } => {
+            println!("{}", fieldtally::crypto::DataKeys::generate_line(&id)?);
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { keys, db },
+        } => rotate(&keys, &db),
         Command::Areas {
             command: AreasCommand::Import { file, db },
         } => {
@@ -187,6 +325,8 @@ fn add_form(file: &std::path::Path, publish: bool, db: &DatabaseArgs) -> anyhow:
         .map(str::to_string);
     let stem = file.file_stem().and_then(|n| n.to_str());
     let blobs = fieldtally::blobs::Blobs::open(&db.data_dir)?;
+    // Held until the generated media's rows are committed (see `Blobs::lock_shared`).
+    let _blob_lock = blobs.lock_shared()?;
     let first = xlsform::time_version(chrono::Utc::now());
     for derived in first..first + 48 {
         let conversion = xlsform::convert(&workbook, stem, derived)

@@ -28,6 +28,9 @@ pub enum Capability {
     Comment,
     /// Read the audit log.
     ReadAudit,
+    /// Open sealed personal data (sensitive values, sealed XML) of the submissions one may see,
+    /// for a stated purpose that goes to the access log.
+    ReadSensitive,
     /// Sign in to the web page.
     UseWebPage,
     /// Download forms and send submissions over OpenRosa.
@@ -47,6 +50,7 @@ impl Capability {
             Capability::Review => matches!(role, Admin | ProvinceOfficer | Supervisor),
             Capability::Comment => matches!(role, Admin | ProvinceOfficer | Supervisor | Collector),
             Capability::ReadAudit => matches!(role, Admin | ProvinceOfficer),
+            Capability::ReadSensitive => matches!(role, Admin | ProvinceOfficer | Supervisor),
             Capability::UseWebPage => {
                 matches!(role, Admin | ProvinceOfficer | Supervisor | Collector)
             }
@@ -62,6 +66,7 @@ impl Capability {
             Capability::Review => "your role cannot review submissions",
             Capability::Comment => "your role cannot comment on submissions",
             Capability::ReadAudit => "the audit log is for administrators and province officers",
+            Capability::ReadSensitive => "your role cannot open protected personal data",
             Capability::UseWebPage => "service accounts cannot sign in to the web page",
             Capability::Collect => "service accounts cannot send submissions",
         }

@@ -1,12 +1,20 @@
 //! Answers of fields a form marks sensitive (`fieldtally:sensitive="yes"`: names, phone
 //! numbers): set apart from the other answers on ingest, so that lists, details and logs never
 //! carry them. They are stored in one column (`submission_versions.sensitive`) written only
-//! through [`seal`]; protecting that column at rest changes this module alone.
+//! through [`seal`], encrypted with the data key (see `crypto.rs`): the column holds
+//! `{"paths":[…],"sealed":"<base64>"}`, so the paths withheld can be named without opening
+//! anything, and the values come back only through [`open`], which the API calls after writing
+//! the access log.
 
 use std::collections::HashSet;
 
+use base64::Engine;
 use fieldtally_forms::FormDef;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::crypto::DataKeys;
+use crate::error::AppError;
 
 /// The answers with sensitive values removed, and the removed values in the same shape (keyed
 /// by path; inside a repeat, an array with one object per repeat instance).
@@ -94,19 +102,70 @@ fn split_object(
     (public, sensitive)
 }
 
-/// The text stored in the sensitive-values column.
-pub fn seal(sensitive: &Value) -> Result<String, serde_json::Error> {
-    serde_json::to_string(sensitive)
+/// What the sensitive-values column holds.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    paths: Vec<String>,
+    sealed: String,
+}
+
+/// The context the values of a submission version are sealed under.
+fn context(instance_id: &str) -> Vec<u8> {
+    format!("submission_versions.sensitive:{instance_id}").into_bytes()
+}
+
+/// The text stored in the sensitive-values column of the version `instance_id`.
+pub fn seal(keys: &DataKeys, sensitive: &Value, instance_id: &str) -> Result<String, AppError> {
+    let mut paths = Vec::new();
+    collect_paths(sensitive, "", &mut paths);
+    let plain = serde_json::to_vec(sensitive)
+        .map_err(|e| AppError::internal(format!("cannot encode sensitive values: {e}")))?;
+    let sealed = keys.seal(&plain, &context(instance_id))?;
+    let envelope = Envelope {
+        paths,
+        sealed: base64::engine::general_purpose::STANDARD.encode(sealed),
+    };
+    serde_json::to_string(&envelope)
+        .map_err(|e| AppError::internal(format!("cannot encode sensitive values: {e}")))
+}
+
+fn envelope(stored: &str) -> Result<(Envelope, Vec<u8>), AppError> {
+    let damaged = || AppError::internal("the stored sensitive values are damaged");
+    let envelope: Envelope = serde_json::from_str(stored).map_err(|_| damaged())?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(&envelope.sealed)
+        .map_err(|_| damaged())?;
+    Ok((envelope, sealed))
+}
+
+/// The values, opened. Callers write the access log first.
+pub fn open(keys: &DataKeys, stored: &str, instance_id: &str) -> Result<Value, AppError> {
+    let (_, sealed) = envelope(stored)?;
+    let plain = keys.open(&sealed, &context(instance_id))?;
+    serde_json::from_slice(&plain)
+        .map_err(|_| AppError::internal("the stored sensitive values are damaged"))
+}
+
+/// The same values sealed again with the current key, or `None` when they already are.
+pub fn reseal(
+    keys: &DataKeys,
+    stored: &str,
+    instance_id: &str,
+) -> Result<Option<String>, AppError> {
+    let (_, sealed) = envelope(stored)?;
+    if crate::crypto::key_id_of(&sealed) == Some(keys.current_id()) {
+        return Ok(None);
+    }
+    let values = open(keys, stored, instance_id)?;
+    seal(keys, &values, instance_id).map(Some)
 }
 
 /// Paths of the values set aside, for showing that something is withheld (never the values).
-pub fn withheld_paths(sealed: Option<&str>) -> Vec<String> {
-    let Some(value) = sealed.and_then(|s| serde_json::from_str::<Value>(s).ok()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    collect_paths(&value, "", &mut out);
-    out
+pub fn withheld_paths(stored: Option<&str>) -> Vec<String> {
+    stored
+        .and_then(|s| envelope(s).ok())
+        .map(|(e, _)| e.paths)
+        .unwrap_or_default()
 }
 
 fn collect_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
@@ -164,11 +223,30 @@ mod tests {
             sensitive,
             json!({"woman_name": "Lò Thị Mai", "phone": null, "children": [{"child_name": "A"}, {"child_name": "B"}]})
         );
-        let sealed = seal(&sensitive).expect("json");
+        let keys =
+            DataKeys::parse("k1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+                .expect("keys");
+        let sealed = seal(&keys, &sensitive, "uuid:1").expect("seal");
+        assert!(!sealed.contains("Lò"), "sealed at rest: {sealed}");
         assert_eq!(
             withheld_paths(Some(&sealed)),
             ["woman_name", "phone", "children/child_name"]
         );
+        assert_eq!(open(&keys, &sealed, "uuid:1").expect("open"), sensitive);
+        assert!(
+            open(&keys, &sealed, "uuid:2").is_err(),
+            "bound to its record"
+        );
+        assert_eq!(reseal(&keys, &sealed, "uuid:1").expect("reseal"), None);
+        let rotated = DataKeys::parse(
+            "k1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\nk2 1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100",
+        )
+        .expect("keys");
+        let moved = reseal(&rotated, &sealed, "uuid:1")
+            .expect("reseal")
+            .expect("moved to k2");
+        assert_eq!(open(&rotated, &moved, "uuid:1").expect("open"), sensitive);
+        assert_eq!(withheld_paths(Some(&moved)), withheld_paths(Some(&sealed)));
         assert!(!serde_json::to_string(&split.public)
             .unwrap_or_default()
             .contains("Lò"));

@@ -1,9 +1,14 @@
 //! What every request handler shares.
 
+use std::sync::Arc;
+
 use crate::areas::geometry::GeometryCache;
+use crate::auth::replay::SeenNonces;
 use crate::blobs::Blobs;
 use crate::config::Config;
+use crate::crypto::DataKeys;
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::openrosa::FormCache;
 use crate::settings::Secrets;
 
@@ -13,5 +18,9 @@ pub struct AppState {
     pub secrets: Secrets,
     pub blobs: Blobs,
     pub form_cache: FormCache,
+    pub seen_nonces: SeenNonces,
+    /// The keys that seal protected data.
+    pub data_keys: Arc<DataKeys>,
+    pub metrics: Arc<Metrics>,
     pub geometry_cache: GeometryCache,
 }

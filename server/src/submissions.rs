@@ -11,7 +11,8 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::schema::{
-    attachments, form_versions, forms, submission_flags, submission_versions, submissions, users,
+    attachments, form_versions, forms, submission_consent, submission_flags, submission_versions,
+    submissions, users,
 };
 use crate::db::Conn;
 use crate::error::AppError;
@@ -59,6 +60,8 @@ pub struct Incoming {
     /// Files of this POST that the instance refers to.
     pub files: Vec<IncomingFile>,
     pub received_at: NaiveDateTime,
+    /// The form's consent or legal-basis field and this submission's answer to it.
+    pub consent: Option<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +213,16 @@ fn insert_version(
         ))
         .returning(submission_versions::id)
         .get_result(c))?;
+    if let Some((field, value)) = &inc.consent {
+        on_conn!(conn, c => diesel::insert_into(submission_consent::table)
+            .values((
+                submission_consent::version_id.eq(version_id),
+                submission_consent::field.eq(field),
+                submission_consent::value.eq(value),
+                submission_consent::recorded_at.eq(inc.received_at),
+            ))
+            .execute(c))?;
+    }
     for flag in &inc.derived.flags {
         on_conn!(conn, c => diesel::insert_into(submission_flags::table)
             .values((
@@ -277,6 +290,16 @@ fn present_files(
             ))
         })
         .collect())
+}
+
+/// The checks [`store`] makes that need no write: a new submission must be for an open form
+/// version. Run before the upload's files are stored so a refused upload stores nothing; the
+/// writer decides again, authoritatively.
+pub fn precheck(conn: &mut Conn<'_>, id: &fieldtally_forms::Identity) -> Result<(), AppError> {
+    if version_by_instance(conn, &id.instance_id)?.is_none() {
+        check_form_open(conn, &id.form_id, &id.version)?;
+    }
+    Ok(())
 }
 
 /// Stores a submission POST. Runs inside the writer's transaction.
@@ -703,6 +726,12 @@ pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change
 }
 
 #[derive(Debug, Serialize)]
+pub struct ConsentView {
+    pub field: String,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Detail {
     pub instance_id: String,
     pub current_instance_id: String,
@@ -726,6 +755,10 @@ pub struct Detail {
     pub geopoint: Option<GeopointView>,
     pub attachments: Vec<AttachmentView>,
     pub versions: Vec<VersionView>,
+    /// Whether the raw XML is sealed with a data key (the form is marked sensitive).
+    pub xml_sealed: bool,
+    /// The consent or legal basis recorded with the current version, where the form has it.
+    pub consent: Option<ConsentView>,
 }
 
 #[derive(Debug, Queryable, Selectable)]
@@ -801,6 +834,15 @@ pub fn detail(conn: &mut Conn<'_>, instance_id: &str) -> Result<Detail, AppError
     for v in &versions {
         by_instance.insert(v.instance_id.clone(), parse(&v.fields)?);
     }
+    let xml: Vec<u8> = on_conn!(conn, c => submission_versions::table
+        .find(current.id)
+        .select(submission_versions::xml)
+        .first(c))?;
+    let consent: Option<(String, Option<String>)> = on_conn!(conn, c => submission_consent::table
+        .find(current.id)
+        .select((submission_consent::field, submission_consent::value))
+        .first(c)
+        .optional())?;
     let geopoint = match (current.geo_lat, current.geo_lon) {
         (Some(lat), Some(lon)) => Some(GeopointView {
             lat,
@@ -858,20 +900,50 @@ pub fn detail(conn: &mut Conn<'_>, instance_id: &str) -> Result<Detail, AppError
                 current: v.is_current,
             })
             .collect(),
+        xml_sealed: crate::crypto::is_sealed(&xml),
+        consent: consent.map(|(field, value)| ConsentView { field, value }),
     })
 }
 
-/// The raw XML of the current version, or of the version with the given instanceID.
+/// The stored XML (plain, or sealed under the version's instanceID) of the current version, or
+/// of the version with the given instanceID: (that version's instanceID, bytes).
 pub fn xml(
     conn: &mut Conn<'_>,
     instance_id: &str,
     version: Option<&str>,
-) -> Result<Vec<u8>, AppError> {
+) -> Result<(String, Vec<u8>), AppError> {
     let sid = submission_of(conn, instance_id)?;
     let q = submission_versions::table
         .filter(submission_versions::submission_id.eq(sid))
-        .select(submission_versions::xml);
-    let found: Option<Vec<u8>> = match version {
+        .select((submission_versions::instance_id, submission_versions::xml));
+    let found: Option<(String, Vec<u8>)> = match version {
+        Some(v) => {
+            on_conn!(conn, c => q.filter(submission_versions::instance_id.eq(v)).first(c).optional())?
+        }
+        None => {
+            on_conn!(conn, c => q.filter(submission_versions::is_current.eq(true)).first(c).optional())?
+        }
+    };
+    found.ok_or_else(|| {
+        AppError::not_found("unknown_version", "this submission has no such version")
+    })
+}
+
+/// The sealed sensitive values (see `sensitive.rs`) of the current version, or of the version
+/// with the given instanceID: (that version's instanceID, stored text if any).
+pub fn sensitive_values(
+    conn: &mut Conn<'_>,
+    instance_id: &str,
+    version: Option<&str>,
+) -> Result<(String, Option<String>), AppError> {
+    let sid = submission_of(conn, instance_id)?;
+    let q = submission_versions::table
+        .filter(submission_versions::submission_id.eq(sid))
+        .select((
+            submission_versions::instance_id,
+            submission_versions::sensitive,
+        ));
+    let found: Option<(String, Option<String>)> = match version {
         Some(v) => {
             on_conn!(conn, c => q.filter(submission_versions::instance_id.eq(v)).first(c).optional())?
         }

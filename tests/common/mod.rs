@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod photos;
+pub mod raw;
 pub mod tools;
 pub mod web;
 
@@ -70,9 +71,14 @@ pub struct Server {
     child: Option<Child>,
     pub base: String,
     pub dir: tempfile::TempDir,
+    /// Where the data lives: `dir`, or the first server's folder for a second instance.
+    data_dir: PathBuf,
     database_url: Option<String>,
     extra_args: Vec<String>,
     pub stdout: Vec<String>,
+    /// Whether dropping this server drops its PostgreSQL database (the first instance only).
+    owns_database: bool,
+    stdout_rx: Option<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -87,26 +93,52 @@ impl Server {
             Backend::Sqlite => None,
             Backend::Postgres { url } => Some(url),
         };
+        let data_dir = dir.path().to_path_buf();
         let mut server = Server {
             child: None,
             base: String::new(),
             dir,
+            data_dir,
             database_url,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             stdout: Vec::new(),
+            owns_database: true,
+            stdout_rx: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// A second server instance on the same database and data folder as `first`, as two
+    /// machines behind one load balancer would run.
+    pub async fn start_sharing(first: &Server, extra: &[&str]) -> Server {
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            data_dir: first.data_dir.clone(),
+            database_url: first.database_url.clone(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            stdout: Vec::new(),
+            owns_database: false,
+            stdout_rx: None,
         };
         server.spawn();
         server
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        &self.data_dir
+    }
+
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     pub fn database_args(&self) -> Vec<String> {
         let mut args = vec![
             "--data-dir".to_string(),
-            self.dir.path().display().to_string(),
+            self.data_dir.display().to_string(),
         ];
         if let Some(url) = &self.database_url {
             args.push("--database-url".into());
@@ -144,6 +176,37 @@ impl Server {
             }
         }
         self.child = Some(child);
+        self.stdout_rx = Some(rx);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM, as a service manager stopping the server does.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) with a child's pid and a valid signal number has no memory effects.
+        let rc = unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM");
+    }
+
+    /// Waits for the server to exit by itself; returns its exit status and what it printed.
+    pub fn wait_exit(&mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().expect("running");
+        let status = child.wait().expect("wait");
+        let lines = self
+            .stdout_rx
+            .take()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default();
+        (status, lines)
+    }
+
+    /// Starts the server again on the same data after it stopped.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.stdout.clear();
+        self.spawn();
     }
 
     /// Kills the server with SIGKILL, as a power cut would, and starts it again on the same data.
@@ -196,6 +259,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if !self.owns_database {
+            return;
+        }
         if let (Some(url), Ok(base)) = (
             &self.database_url,
             std::env::var("FIELDTALLY_TEST_POSTGRES"),
@@ -312,6 +378,48 @@ impl Admin {
             }
         }
     }
+}
+
+/// Runs a query returning one BLOB/BYTEA column on the server's database directly, as an
+/// attacker with a copy of the database would.
+pub fn raw_bytes(server: &Server, sql: &str) -> Vec<Vec<u8>> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Binary)]
+        b: Vec<u8>,
+    }
+    let rows: Vec<Row> = match server.database_url() {
+        Some(url) => {
+            let mut c = PgConnection::establish(url).expect("connect");
+            diesel::sql_query(sql).load(&mut c).expect("query")
+        }
+        None => {
+            let path = server.data_dir().join("fieldtally.sqlite3");
+            let mut c =
+                diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
+            diesel::sql_query(sql).load(&mut c).expect("query")
+        }
+    };
+    rows.into_iter().map(|r| r.b).collect()
+}
+
+/// Files in the server's blob store.
+pub fn blob_count(server: &Server) -> usize {
+    let root = server.data_dir().join("blobs");
+    std::fs::read_dir(&root)
+        .map(|dirs| {
+            dirs.filter_map(Result::ok)
+                .map(|d| std::fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Files in the server's upload temporaries folder.
+pub fn temp_count(server: &Server) -> usize {
+    std::fs::read_dir(server.data_dir().join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 pub fn md5_hex(bytes: &[u8]) -> String {

@@ -11,6 +11,7 @@ use crate::auth::digest::md5_hex;
 use crate::auth::ApiUser;
 use crate::error::{AppError, Detail};
 use crate::forms::{self, FormState, FormVersionInfo, NewMedia, NewSource, SourceInfo};
+use crate::protection::{self, Protection};
 use crate::scope::Capability;
 use crate::state::AppState;
 use crate::xlsform::{self, Format};
@@ -52,6 +53,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/forms/{form_id}/versions/{version}/media",
         web::get().to(list_media),
     )
+    .service(
+        web::resource("/forms/{form_id}/protection")
+            .route(web::get().to(get_protection))
+            .route(web::put().to(put_protection)),
+    )
     .route(
         "/forms/{form_id}/versions/{version}/source",
         web::get().to(download_source),
@@ -60,6 +66,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/forms/{form_id}/versions/{version}/form.xml",
         web::get().to(download_xform),
     );
+}
+
+async fn get_protection(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let form_id = path.into_inner();
+    let p = state
+        .db
+        .read(move |conn| {
+            forms::versions(conn, &form_id)?;
+            protection::get(conn, &form_id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// Marks a form sensitive (or not): its later submissions are sealed, geotags reduced, consent
+/// recorded. (A form that marks fields `fieldtally:sensitive` is sensitive whatever this says.)
+async fn put_protection(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<Protection>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let form_id = path.into_inner();
+    let p = body.into_inner();
+    p.validate()?;
+    let saved = state
+        .db
+        .write(move |conn| protection::set(conn, &form_id, &p))
+        .await?;
+    Ok(HttpResponse::Ok().json(saved))
 }
 
 #[derive(Deserialize)]
@@ -218,7 +260,11 @@ async fn put_media(
         .to_string();
     let blobs = state.blobs.clone();
     let bytes = body.clone();
-    let sha256 = web::block(move || blobs.put(&bytes)).await??;
+    let (lock, sha256) = web::block(move || {
+        let lock = blobs.lock_shared()?;
+        blobs.put(&bytes).map(|sha| (lock, sha))
+    })
+    .await??;
     let media = NewMedia {
         filename,
         content_type,
@@ -244,6 +290,7 @@ async fn put_media(
             Ok(stored)
         })
         .await?;
+    drop(lock);
     Ok(HttpResponse::Created().json(stored))
 }
 
@@ -323,6 +370,9 @@ async fn upload_workbook(
     let bytes = body.clone();
     let workbook = web::block(move || xlsform::read(&bytes)).await??;
     let sha256 = hex::encode(Sha256::digest(&body));
+    // Held until the generated media's rows are committed (see `Blobs::lock_shared`).
+    let blobs = state.blobs.clone();
+    let _blob_lock = web::block(move || blobs.lock_shared()).await??;
     let first = xlsform::time_version(chrono::Utc::now());
     for derived in first..first + MAX_DERIVED_VERSIONS {
         let (wb, fb) = (workbook.clone(), fallback.clone());

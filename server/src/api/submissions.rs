@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDateTime};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::access_log::{self, Access};
 use crate::auth::ApiUser;
 use crate::error::AppError;
 use crate::openrosa::serve_blob;
@@ -38,7 +39,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/submissions/{instance_id}/attachments/{name}",
             web::get().to(attachment),
-        );
+        )
+        .route(
+            "/submissions/{instance_id}/sensitive",
+            web::get().to(sensitive_values),
+        )
+        .route("/access-log", web::get().to(access_log_list));
 }
 
 #[derive(Deserialize)]
@@ -169,27 +175,135 @@ async fn detail(
 struct XmlQuery {
     /// instanceID of an earlier version; the current version by default.
     version: Option<String>,
+    /// Why the caller reads protected data (or the `X-Purpose` header); required when the XML
+    /// is sealed, and written to the access log.
+    purpose: Option<String>,
 }
 
+/// The raw XML as received. A sealed XML (a form marked sensitive) is opened only for a caller
+/// who states a purpose, and only after the read is durably in the access log.
 async fn raw_xml(
+    req: HttpRequest,
     user: ApiUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<XmlQuery>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let version = query.into_inner().version;
-    let bytes = state
+    let XmlQuery { version, purpose } = query.into_inner();
+    let reader = user.clone();
+    let (version_id, bytes) = state
         .db
         .read(move |conn| {
-            let scope = user.scope(conn)?;
+            let scope = reader.scope(conn)?;
             visible_id(conn, &scope, &id)?;
             submissions::xml(conn, &id, version.as_deref())
         })
         .await?;
+    let bytes = if crate::crypto::is_sealed(&bytes) {
+        user.require(Capability::ReadSensitive)?;
+        let purpose = stated_purpose(&req, purpose)?;
+        let plain = state
+            .data_keys
+            .open(&bytes, &crate::crypto::xml_context(&version_id))?;
+        let access = Access {
+            user_id: user.id,
+            username: user.username.clone(),
+            action: "submission_xml",
+            subject: version_id,
+            purpose,
+        };
+        state
+            .db
+            .write(move |conn| access_log::record(conn, &access, crate::users::now()))
+            .await?;
+        plain
+    } else {
+        bytes
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/xml; charset=utf-8"))
         .body(bytes))
+}
+
+fn stated_purpose(req: &HttpRequest, query: Option<String>) -> Result<String, AppError> {
+    let purpose = query.or_else(|| {
+        req.headers()
+            .get("x-purpose")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    access_log::validate_purpose(purpose.as_deref())
+}
+
+/// The values of the sensitive fields (`sensitive_fields` in the detail), opened for a caller
+/// who states a purpose, after the read is durably in the access log.
+async fn sensitive_values(
+    req: HttpRequest,
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<XmlQuery>,
+) -> Result<HttpResponse, AppError> {
+    user.require(Capability::ReadSensitive)?;
+    let id = path.into_inner();
+    let XmlQuery { version, purpose } = query.into_inner();
+    let purpose = stated_purpose(&req, purpose)?;
+    let reader = user.clone();
+    let (version_id, stored) = state
+        .db
+        .read(move |conn| {
+            let scope = reader.scope(conn)?;
+            visible_id(conn, &scope, &id)?;
+            submissions::sensitive_values(conn, &id, version.as_deref())
+        })
+        .await?;
+    let values = match &stored {
+        Some(s) => crate::sensitive::open(&state.data_keys, s, &version_id)?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    let access = Access {
+        user_id: user.id,
+        username: user.username.clone(),
+        action: "sensitive_fields",
+        subject: version_id.clone(),
+        purpose,
+    };
+    state
+        .db
+        .write(move |conn| access_log::record(conn, &access, crate::users::now()))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "instance_id": version_id, "values": values })))
+}
+
+#[derive(Deserialize)]
+struct AccessLogQuery {
+    /// The `id` of the last entry seen; entries after it are returned.
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Who read which protected data, when, and why: oldest first, paged by `after`.
+async fn access_log_list(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    query: web::Query<AccessLogQuery>,
+) -> Result<HttpResponse, AppError> {
+    user.require(Capability::ReadAudit)?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(AppError::bad_request(
+            "bad_limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = q.after.unwrap_or(0);
+    let entries = state
+        .db
+        .read(move |conn| access_log::list(conn, after, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create_app_key))
             .route(web::delete().to(revoke_app_key)),
     )
+    .route(
+        "/users/{username}/revoke-tokens",
+        web::post().to(revoke_tokens),
+    )
     .service(
         web::resource("/users/{username}/forms")
             .route(web::get().to(assigned_forms))
@@ -127,6 +131,24 @@ async fn revoke_app_key(
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
+}
+
+/// Revokes every access token of the user, on every instance, at once.
+async fn revoke_tokens(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let username = path.into_inner();
+    state
+        .db
+        .write(move |conn| {
+            let target = users::get(conn, &username)?;
+            crate::auth::token::revoke_all(conn, target.id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
 }
 
 #[derive(Deserialize)]

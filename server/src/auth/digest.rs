@@ -12,7 +12,7 @@ pub const REALM: &str = "fieldtally";
 
 /// How long a nonce stays valid; a phone with an older one is told `stale=true` and retries
 /// without asking the collector for the password again.
-const NONCE_LIFETIME_SECS: i64 = 3600;
+pub const NONCE_LIFETIME_SECS: i64 = 3600;
 
 /// `md5(username:realm:password)`, stored per user so Digest can be verified without the password.
 pub fn ha1(username: &str, password: &str) -> String {
@@ -23,17 +23,20 @@ pub fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
 }
 
+/// A nonce: the time it was made, random bytes (so that no two clients share one, which matters
+/// for single use), and a MAC over both.
 pub fn make_nonce(secret: &[u8], now: i64) -> String {
-    format!("{now:x}.{}", nonce_mac(secret, now))
+    let salt = hex::encode(rand::random::<[u8; 8]>());
+    format!("{now:x}.{salt}.{}", nonce_mac(secret, now, &salt))
 }
 
-fn nonce_mac(secret: &[u8], ts: i64) -> String {
+fn nonce_mac(secret: &[u8], ts: i64, salt: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(m) => m,
         Err(_) => return String::new(),
     };
-    mac.update(ts.to_string().as_bytes());
+    mac.update(format!("{ts}.{salt}").as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
@@ -45,13 +48,14 @@ pub enum NonceCheck {
 }
 
 pub fn check_nonce(secret: &[u8], nonce: &str, now: i64) -> NonceCheck {
-    let Some((ts_hex, mac)) = nonce.split_once('.') else {
+    let mut parts = nonce.splitn(3, '.');
+    let (Some(ts_hex), Some(salt), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
         return NonceCheck::Invalid;
     };
     let Ok(ts) = i64::from_str_radix(ts_hex, 16) else {
         return NonceCheck::Invalid;
     };
-    if !constant_time_eq(nonce_mac(secret, ts).as_bytes(), mac.as_bytes()) {
+    if !constant_time_eq(nonce_mac(secret, ts, salt).as_bytes(), mac.as_bytes()) {
         return NonceCheck::Invalid;
     }
     if now - ts > NONCE_LIFETIME_SECS || ts - now > 60 {
@@ -59,6 +63,13 @@ pub fn check_nonce(secret: &[u8], nonce: &str, now: i64) -> NonceCheck {
     } else {
         NonceCheck::Valid
     }
+}
+
+/// When the nonce stops being accepted (unix seconds), from its signed timestamp.
+pub fn nonce_expiry(nonce: &str) -> Option<i64> {
+    let (ts_hex, _) = nonce.split_once('.')?;
+    let ts = i64::from_str_radix(ts_hex, 16).ok()?;
+    ts.checked_add(NONCE_LIFETIME_SECS)
 }
 
 pub fn challenge(nonce: &str, stale: bool) -> String {
@@ -206,6 +217,11 @@ mod tests {
             n.split_once('.').map(|x| x.1).unwrap_or("")
         );
         assert_eq!(check_nonce(secret, &forged, 2_000_000), NonceCheck::Invalid);
+        assert_ne!(
+            make_nonce(secret, 5),
+            make_nonce(secret, 5),
+            "no two nonces alike"
+        );
         assert_eq!(check_nonce(secret, "garbage", 0), NonceCheck::Invalid);
     }
 }

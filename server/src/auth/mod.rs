@@ -3,7 +3,11 @@
 
 pub mod digest;
 pub mod password;
+pub mod replay;
+pub mod throttle;
 pub mod token;
+
+use std::net::IpAddr;
 
 use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
@@ -15,6 +19,7 @@ use crate::error::{AppError, OpenRosaError};
 use crate::scope::{Capability, Scope};
 use crate::state::AppState;
 use crate::users::{self, Role, User};
+use replay::NonceUse;
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
     req.app_data::<web::Data<AppState>>()
@@ -22,9 +27,38 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, AppError> {
         .ok_or_else(|| AppError::internal("application state missing"))
 }
 
+/// The client's address: the peer, or, when the peer is a trusted reverse proxy, the nearest
+/// address in `X-Forwarded-For` that is not itself a trusted proxy. Headers from anyone else are
+/// ignored, since a client could write any address there to dodge the rate limits.
+pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
 /// A user authenticated on the OpenRosa routes.
 pub struct Collector {
     pub user: User,
+    /// The Digest nonce count this request used; a state-changing request records it in its own
+    /// transaction (see [`replay`]).
+    pub nonce_use: Option<NonceUse>,
 }
 
 impl FromRequest for Collector {
@@ -35,14 +69,14 @@ impl FromRequest for Collector {
         let req = req.clone();
         Box::pin(async move {
             let state = state(&req)?;
-            let user = authenticate_collector(&req, &state).await?;
-            if !Capability::Collect.allows(user.role()?) {
+            let collector = authenticate_collector(&req, &state).await?;
+            if !Capability::Collect.allows(collector.user.role()?) {
                 return Err(AppError::forbidden(
                     "this account is a service account and cannot use ODK Collect",
                 )
                 .into());
             }
-            Ok(Collector { user })
+            Ok(collector)
         })
     }
 }
@@ -51,7 +85,8 @@ fn is_https(req: &HttpRequest) -> bool {
     req.connection_info().scheme() == "https"
 }
 
-fn challenges(req: &HttpRequest, state: &AppState, stale: bool) -> AppError {
+/// A 401 with fresh challenges; `stale` tells a Digest client its password was right.
+pub fn challenges(req: &HttpRequest, state: &AppState, stale: bool) -> AppError {
     let nonce = digest::make_nonce(&state.secrets.nonce_key, chrono::Utc::now().timestamp());
     let mut challenges = vec![digest::challenge(&nonce, stale)];
     // Collect ignores a Basic challenge over plain http, and credentials must not travel in the
@@ -65,18 +100,93 @@ fn challenges(req: &HttpRequest, state: &AppState, stale: bool) -> AppError {
     AppError::Unauthorized { challenges }
 }
 
-async fn authenticate_collector(req: &HttpRequest, state: &AppState) -> Result<User, AppError> {
+/// What the database says about a sign-in attempt before the credentials are checked.
+struct Attempt {
+    user: Option<User>,
+    locked: Option<throttle::Locked>,
+    account_has_failures: bool,
+}
+
+/// Looks up the user and any lock-out on the account or address, in one read.
+async fn attempt(state: &AppState, username: &str, ip: IpAddr) -> Result<Attempt, AppError> {
+    let username = username.to_string();
+    state
+        .db
+        .read(move |conn| {
+            let account = throttle::account_key(&username);
+            let keys = [account.clone(), throttle::address_key(ip)];
+            let locked = throttle::check(conn, &keys, users::now())?;
+            let account_has_failures = throttle::has_failures(conn, &account)?;
+            Ok(Attempt {
+                user: users::find(conn, &username)?,
+                locked,
+                account_has_failures,
+            })
+        })
+        .await
+}
+
+/// Counts a failed sign-in against the account name and the address.
+async fn failed(state: &AppState, username: Option<&str>, ip: IpAddr) -> Result<(), AppError> {
+    let limits = state.config.limits;
+    let account = username.map(throttle::account_key);
+    state
+        .db
+        .write(move |conn| {
+            let now = users::now();
+            if let Some(account) = &account {
+                throttle::record_failure(conn, account, limits.account, now)?;
+            }
+            throttle::record_failure(conn, &throttle::address_key(ip), limits.address, now)
+        })
+        .await
+}
+
+async fn succeeded(state: &AppState, attempt: &Attempt, username: &str) -> Result<(), AppError> {
+    if attempt.account_has_failures {
+        let account = throttle::account_key(username);
+        state
+            .db
+            .write(move |conn| throttle::record_success(conn, &account))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Refuses a request from a locked-out address before anything else is looked at.
+async fn check_address(state: &AppState, ip: IpAddr) -> Result<(), AppError> {
+    let locked = state
+        .db
+        .read(move |conn| throttle::check(conn, &[throttle::address_key(ip)], users::now()))
+        .await?;
+    match locked {
+        Some(l) => Err(l.into_error()),
+        None => Ok(()),
+    }
+}
+
+async fn authenticate_collector(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Collector, AppError> {
+    let ip = client_ip(req, &state.config.trusted_proxies);
     if let Some(key) = req.match_info().get("key") {
+        check_address(state, ip).await?;
         let key = key.to_string();
         let user = state
             .db
             .read(move |conn| users::find_by_app_key(conn, &key))
             .await?;
-        // 403, not 401: a 401 would make Collect ask for a password that does not exist.
-        return user.ok_or_else(|| {
-            AppError::forbidden(
+        let Some(user) = user else {
+            failed(state, None, ip).await?;
+            // 403, not 401: a 401 would make Collect ask for a password that does not exist.
+            return Err(AppError::forbidden(
                 "this app key is not valid or has been revoked; ask your supervisor for a new QR code",
-            )
+            ));
+        };
+        return Ok(Collector {
+            user,
+            nonce_use: None,
         });
     }
     let Some(auth) = req
@@ -84,15 +194,23 @@ async fn authenticate_collector(req: &HttpRequest, state: &AppState) -> Result<U
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
+        check_address(state, ip).await?;
         return Err(challenges(req, state, false));
     };
     let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
     if scheme.eq_ignore_ascii_case("digest") {
-        authenticate_digest(req, state, rest).await
+        authenticate_digest(req, state, rest, ip).await
     } else if scheme.eq_ignore_ascii_case("basic") && is_https(req) {
-        authenticate_basic(state, rest)
-            .await?
-            .ok_or_else(|| challenges(req, state, false))
+        let Some((username, password)) = decode_basic(rest) else {
+            return Err(challenges(req, state, false));
+        };
+        match check_password(state, &username, password, ip).await? {
+            Some(user) => Ok(Collector {
+                user,
+                nonce_use: None,
+            }),
+            None => Err(challenges(req, state, false)),
+        }
     } else {
         Err(challenges(req, state, false))
     }
@@ -102,7 +220,8 @@ async fn authenticate_digest(
     req: &HttpRequest,
     state: &AppState,
     header_rest: &str,
-) -> Result<User, AppError> {
+    ip: IpAddr,
+) -> Result<Collector, AppError> {
     let Some(params) = digest::parse(header_rest) else {
         return Err(challenges(req, state, false));
     };
@@ -113,23 +232,41 @@ async fn authenticate_digest(
     }
     let now = chrono::Utc::now().timestamp();
     let nonce = digest::check_nonce(&state.secrets.nonce_key, &params.nonce, now);
-    let username = params.username.clone();
-    let user = state
-        .db
-        .read(move |conn| users::find(conn, &username))
-        .await?;
-    let Some(user) = user else {
-        return Err(challenges(req, state, false));
-    };
-    if !digest::verify(&params, &user.digest_ha1, req.method().as_str()) {
+    let attempt = attempt(state, &params.username, ip).await?;
+    if let Some(locked) = attempt.locked {
+        return Err(locked.into_error());
+    }
+    let verified = attempt
+        .user
+        .as_ref()
+        .is_some_and(|u| digest::verify(&params, &u.digest_ha1, req.method().as_str()));
+    if !verified {
+        failed(state, Some(&params.username), ip).await?;
         return Err(challenges(req, state, false));
     }
     match nonce {
-        digest::NonceCheck::Valid => Ok(user),
+        digest::NonceCheck::Valid => {}
         // Right password, old nonce: Collect retries with the new nonce without prompting.
-        digest::NonceCheck::Stale => Err(challenges(req, state, true)),
-        digest::NonceCheck::Invalid => Err(challenges(req, state, false)),
+        digest::NonceCheck::Stale => return Err(challenges(req, state, true)),
+        digest::NonceCheck::Invalid => return Err(challenges(req, state, false)),
     }
+    let nonce_use = NonceUse {
+        nonce: params.nonce.clone(),
+        nc: params.nc.clone().unwrap_or_default(),
+        cnonce: params.cnonce.clone().unwrap_or_default(),
+    };
+    let expires = digest::nonce_expiry(&params.nonce).unwrap_or(now);
+    if !state.seen_nonces.first_use(&nonce_use, now, expires) {
+        return Err(challenges(req, state, true));
+    }
+    succeeded(state, &attempt, &params.username).await?;
+    let user = attempt
+        .user
+        .ok_or_else(|| AppError::internal("verified without a user"))?;
+    Ok(Collector {
+        user,
+        nonce_use: Some(nonce_use),
+    })
 }
 
 fn decode_basic(header_rest: &str) -> Option<(String, String)> {
@@ -142,32 +279,30 @@ fn decode_basic(header_rest: &str) -> Option<(String, String)> {
 }
 
 /// Checks `username:password` (Basic auth or login) against the stored argon2 hash, off the
-/// async workers since argon2 is slow by design.
+/// async workers since argon2 is slow by design, with the sign-in rate limits applied: a
+/// locked-out account or address gets [`AppError::TooManyAttempts`] whatever the password.
 pub async fn check_password(
     state: &AppState,
-    username: String,
+    username: &str,
     password: String,
+    ip: IpAddr,
 ) -> Result<Option<User>, AppError> {
-    let user = state
-        .db
-        .read(move |conn| users::find(conn, &username))
-        .await?;
-    let Some(user) = user else {
+    let attempt = attempt(state, username, ip).await?;
+    if let Some(locked) = attempt.locked {
+        return Err(locked.into_error());
+    }
+    let hash = attempt.user.as_ref().map(|u| u.password_hash.clone());
+    let ok = web::block(move || hash.is_some_and(|h| password::verify(&password, &h))).await?;
+    if !ok {
+        failed(state, Some(username), ip).await?;
         return Ok(None);
-    };
-    let ok = web::block(move || password::verify(&password, &user.password_hash).then_some(user))
-        .await?;
-    Ok(ok)
-}
-
-async fn authenticate_basic(state: &AppState, header_rest: &str) -> Result<Option<User>, AppError> {
-    let Some((username, password)) = decode_basic(header_rest) else {
-        return Ok(None);
-    };
-    check_password(state, username, password).await
+    }
+    succeeded(state, &attempt, username).await?;
+    Ok(attempt.user)
 }
 
 /// A caller of the REST API, identified by a bearer access token.
+#[derive(Debug, Clone)]
 pub struct ApiUser {
     pub id: i64,
     pub username: String,
@@ -198,14 +333,15 @@ impl ApiUser {
 
 impl FromRequest for ApiUser {
     type Error = AppError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(api_user(req))
+        let req = req.clone();
+        Box::pin(async move { api_user(&req).await })
     }
 }
 
-fn api_user(req: &HttpRequest) -> Result<ApiUser, AppError> {
+async fn api_user(req: &HttpRequest) -> Result<ApiUser, AppError> {
     let state = state(req)?;
     let token = req
         .headers()
@@ -223,6 +359,18 @@ fn api_user(req: &HttpRequest) -> Result<ApiUser, AppError> {
             )
         })?;
     let claims = token::verify(&state.secrets.token_key, token.trim())?;
+    let user_id = claims.sub;
+    let current = state
+        .db
+        .read(move |conn| token::generation(conn, user_id))
+        .await?;
+    if current != claims.gen {
+        return Err(AppError::client(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "this access token has been revoked; sign in again",
+        ));
+    }
     Ok(ApiUser {
         id: claims.sub,
         username: claims.username,

@@ -1,9 +1,19 @@
 //! Bearer access tokens (JWT, HS256) for the REST API.
+//!
+//! A token expires after the configured lifetime, and can be revoked before that: each token
+//! carries its user's token generation at issue, and a request is accepted only while the
+//! generation in the database is still the same. Revoking raises the generation, so every
+//! instance refuses the user's older tokens at once, at the cost of one primary-key lookup per
+//! request.
 
+use diesel::prelude::*;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::db::schema::token_generations;
+use crate::db::Conn;
 use crate::error::AppError;
+use crate::on_conn;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -13,6 +23,34 @@ pub struct Claims {
     pub role: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's token generation when the token was issued.
+    #[serde(default)]
+    pub gen: i64,
+}
+
+/// The user's current token generation (0 until the first revocation).
+pub fn generation(conn: &mut Conn<'_>, user_id: i64) -> Result<i64, AppError> {
+    Ok(on_conn!(conn, c => token_generations::table
+        .find(user_id)
+        .select(token_generations::generation)
+        .first(c)
+        .optional())?
+    .unwrap_or(0))
+}
+
+/// Revokes every token issued to the user so far; returns the new generation.
+pub fn revoke_all(conn: &mut Conn<'_>, user_id: i64) -> Result<i64, AppError> {
+    let raised = on_conn!(conn, c => diesel::update(token_generations::table.find(user_id))
+        .set(token_generations::generation.eq(token_generations::generation + 1))
+        .execute(c))?;
+    if raised == 0 {
+        // Another instance inserting at once makes this a unique violation; the writer runs
+        // the write again, which then takes the update above.
+        on_conn!(conn, c => diesel::insert_into(token_generations::table)
+            .values((token_generations::user_id.eq(user_id), token_generations::generation.eq(1)))
+            .execute(c))?;
+    }
+    generation(conn, user_id)
 }
 
 pub fn issue(secret: &[u8], claims: &Claims) -> Result<String, AppError> {
@@ -49,6 +87,7 @@ mod tests {
             role: "admin".into(),
             iat: 0,
             exp,
+            gen: 0,
         }
     }
 
@@ -60,5 +99,22 @@ mod tests {
         assert!(verify(b"k2", &t).is_err());
         let expired = issue(b"k1", &claims(now - 3600)).expect("sign");
         assert!(verify(b"k1", &expired).is_err());
+    }
+
+    #[test]
+    fn revoking_raises_the_generation() -> Result<(), AppError> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        let (_, mut db) = crate::db::connect(&url)?;
+        let mut conn = db.conn();
+        assert_eq!(generation(&mut conn, 7)?, 0);
+        // token_generations references users, so create user 7's row first.
+        let new =
+            crate::users::NewUser::prepare("seven", "password-seven", crate::users::Role::Admin)?;
+        let user = crate::users::create(&mut conn, &new)?;
+        assert_eq!(revoke_all(&mut conn, user.id)?, 1);
+        assert_eq!(revoke_all(&mut conn, user.id)?, 2);
+        assert_eq!(generation(&mut conn, user.id)?, 2);
+        Ok(())
     }
 }

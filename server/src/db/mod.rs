@@ -17,10 +17,13 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::AppError;
-pub use writer::Writer;
+pub use writer::{Writer, WriterStats};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// PostgreSQL advisory lock key that every writing transaction holds (see `write_transaction`).
+const WRITE_LOCK: i64 = 727_466;
 
 /// An owned connection to either backend.
 pub enum DbConn {
@@ -64,7 +67,10 @@ impl DbConn {
 impl Conn<'_> {
     /// A transaction that writes; on SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
     /// because a deferred transaction that upgrades from read to write deadlocks under
-    /// concurrent writers.
+    /// concurrent writers. On PostgreSQL it takes a transaction-level advisory lock, for the same
+    /// reason: two instances' writers each insert a batch of rows, and two batches holding the
+    /// same new keys in different orders deadlock (one of them then fails). Writes of all
+    /// instances thus take turns, one grouped transaction at a time, as on SQLite.
     pub fn write_transaction<T, E>(
         &mut self,
         f: impl FnOnce(&mut Conn<'_>) -> Result<T, E>,
@@ -74,7 +80,10 @@ impl Conn<'_> {
     {
         match self {
             Conn::Sqlite(c) => c.immediate_transaction(|c| f(&mut Conn::Sqlite(c))),
-            Conn::Pg(c) => c.transaction(|c| f(&mut Conn::Pg(c))),
+            Conn::Pg(c) => c.transaction(|c| {
+                c.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
+                f(&mut Conn::Pg(c))
+            }),
         }
     }
 
@@ -195,6 +204,26 @@ pub fn connect(url: &str) -> Result<(Manager, DbConn), AppError> {
     Ok((manager, conn))
 }
 
+/// Opens a single connection to an existing database without migrating it (for backups, which
+/// must not change the database they copy).
+pub fn connect_existing(url: &str) -> Result<(Backend, DbConn), AppError> {
+    let (backend, target) = parse_url(url)?;
+    if backend == Backend::Sqlite && !std::path::Path::new(&target).is_file() {
+        return Err(AppError::not_found(
+            "no_database",
+            format!("there is no database at {target}"),
+        ));
+    }
+    let manager = Manager { backend, target };
+    Ok((backend, manager.open()?))
+}
+
+/// The SQLite file of a `sqlite://` URL, `None` for PostgreSQL.
+pub fn sqlite_path(url: &str) -> Result<Option<std::path::PathBuf>, AppError> {
+    let (backend, target) = parse_url(url)?;
+    Ok((backend == Backend::Sqlite).then(|| std::path::PathBuf::from(target)))
+}
+
 fn migrate(conn: &mut DbConn) -> Result<(), AppError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
         AppError::internal(format!("database migration failed: {e}"))
@@ -255,6 +284,18 @@ impl Db {
         T: Send + 'static,
     {
         self.writer.run(f).await
+    }
+
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.writer.stats
+    }
+
+    pub fn writer_running(&self) -> bool {
+        self.writer.running()
+    }
+
+    pub fn writer_queue_length(&self) -> usize {
+        self.writer.queue_length()
     }
 
     /// Whether the database answers (for readiness checks and tests).

@@ -122,6 +122,63 @@ diesel::table! {
 }
 
 diesel::table! {
+    auth_throttle (key) {
+        key -> Text,
+        failures -> BigInt,
+        window_start -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    digest_nonce_uses (nonce, nc, cnonce) {
+        nonce -> Text,
+        nc -> Text,
+        cnonce -> Text,
+        used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    token_generations (user_id) {
+        user_id -> BigInt,
+        generation -> BigInt,
+    }
+}
+
+diesel::table! {
+    form_protection (form_id) {
+        form_id -> Text,
+        sensitive -> Bool,
+        geo_decimals -> BigInt,
+        consent_field -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    submission_consent (version_id) {
+        version_id -> BigInt,
+        field -> Text,
+        value -> Nullable<Text>,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    access_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        user_id -> BigInt,
+        username -> Text,
+        action -> Text,
+        subject -> Text,
+        purpose -> Text,
+    }
+}
+
+diesel::table! {
     areas (id) {
         id -> BigInt,
         level -> Text,
@@ -261,6 +318,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     submissions,
     submission_versions,
     attachments,
+    auth_throttle,
+    digest_nonce_uses,
+    token_generations,
+    form_protection,
+    submission_consent,
+    access_log,
     areas,
     area_successions,
     hamlet_assignments,

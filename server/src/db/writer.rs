@@ -3,6 +3,8 @@
 //! every request. One durable commit (one fsync) thus serves many submissions, and the
 //! idempotency decisions made inside a write never race with another write of this process.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
@@ -72,21 +74,71 @@ where
     }
 }
 
+/// Upper bounds of the batch size histogram.
+const BATCH_BUCKETS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// How many writes went into each committed transaction, for `/metrics`.
+#[derive(Default)]
+pub struct WriterStats {
+    buckets: [AtomicU64; BATCH_BUCKETS.len()],
+    batches: AtomicU64,
+    jobs: AtomicU64,
+}
+
+impl WriterStats {
+    fn observe(&self, size: usize) {
+        for (i, bound) in BATCH_BUCKETS.iter().enumerate() {
+            if size <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(size as u64, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let buckets: Vec<(usize, u64)> = BATCH_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(b, n)| (*b, n.load(Ordering::Relaxed)))
+            .collect();
+        crate::metrics::render_batches(
+            out,
+            &buckets,
+            self.batches.load(Ordering::Relaxed),
+            self.jobs.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// A handle to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
     pub fn start(conn: DbConn) -> Writer {
         let (queue, rx) = mpsc::channel::<Box<dyn Job>>(4 * MAX_BATCH);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
         thread::Builder::new()
             .name("fieldtally-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &thread_stats))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the writer thread"));
-        Writer { queue }
+        Writer { queue, stats }
+    }
+
+    /// Whether the writer thread still takes writes.
+    pub fn running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
+    /// Writes waiting in the queue.
+    pub fn queue_length(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 
     pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
@@ -110,7 +162,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Box<dyn Job>>, stats: &WriterStats) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -132,6 +184,7 @@ fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Box<dyn Job>>) {
         if let Err(e) = &committed {
             tracing::error!(error = %e, jobs = batch.len(), "write transaction failed");
         }
+        stats.observe(batch.len());
         for job in batch {
             job.finish(committed.clone());
         }

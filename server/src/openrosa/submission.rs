@@ -9,7 +9,9 @@ use std::io::Write;
 use std::sync::{Arc, RwLock};
 
 use actix_multipart::Multipart;
-use actix_web::http::header;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use fieldtally_forms::FormDef;
 use futures_util::StreamExt;
@@ -17,14 +19,20 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::xml;
+use crate::auth::replay;
 use crate::auth::Collector;
 use crate::error::{AppError, OpenRosaError};
 use crate::forms;
+use crate::protection;
 use crate::state::AppState;
 use crate::submissions::{self, Incoming, IncomingFile, Outcome, Stored};
 
 /// Parts beyond this many are refused: Collect sends at most 100 files per POST.
 const MAX_PARTS: usize = 1000;
+
+/// Largest submission XML accepted: a 250-question form's instance is about 20 KB, and the
+/// parsed tree of a document costs several times its size in memory.
+const MAX_XML_BYTES: usize = 10 * 1024 * 1024;
 
 /// Parsed form definitions by (form id, version); versions never change, so entries never go stale.
 #[derive(Default)]
@@ -58,13 +66,14 @@ pub struct SubmissionQuery {
     device_id: Option<String>,
 }
 
-/// A file part that is not the instance, kept in a temporary file until we know whether the
-/// instance names it.
+/// A file part that is not the instance, kept in a temporary file (closed, so that an upload
+/// of a thousand parts does not hold a thousand open files) until we know whether the instance
+/// names it.
 struct Part {
     name: String,
     filename: Option<String>,
     content_type: String,
-    temp: tempfile::NamedTempFile,
+    temp: tempfile::TempPath,
     sha256: String,
     size: u64,
 }
@@ -78,15 +87,55 @@ fn bad(code: &'static str, message: impl Into<String>) -> AppError {
     AppError::bad_request(code, message)
 }
 
+/// Waits for the next item of an upload, giving up when nothing arrives for `idle`: a phone
+/// that lost its signal does not hold the request (and its temporary files) for ever.
+async fn next_within<S, T>(stream: &mut S, idle: Duration) -> Result<Option<T>, AppError>
+where
+    S: futures_util::Stream<Item = T> + Unpin,
+{
+    tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| {
+            AppError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                format!(
+                    "nothing arrived for {} seconds; the upload was abandoned, send it again",
+                    idle.as_secs()
+                ),
+            )
+        })
+}
+
+/// A part or file name a client chose: it is only ever compared with the names in the instance
+/// and shown in downloads, never used as a path, but a name with a path, NUL or other control
+/// characters is a sign of a hostile upload and is refused outright.
+pub fn validate_file_name(name: &str) -> Result<(), AppError> {
+    let bad_name = name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control);
+    if bad_name {
+        return Err(bad(
+            "bad_filename",
+            "a file name must be a plain name of at most 255 bytes without '/', '\\' or control characters",
+        ));
+    }
+    Ok(())
+}
+
 async fn read_multipart(state: &AppState, mut multipart: Multipart) -> Result<Upload, AppError> {
     let limit = state.config.max_submission_bytes;
+    let idle = state.config.upload_idle_timeout;
     let mut total: u64 = 0;
     let mut upload = Upload {
         xml: None,
         parts: Vec::new(),
     };
     let mut count = 0usize;
-    while let Some(field) = multipart.next().await {
+    while let Some(field) = next_within(&mut multipart, idle).await? {
         let mut field = field.map_err(|e| {
             bad(
                 "bad_multipart",
@@ -110,23 +159,39 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> Result<Up
             .map(|m| m.essence_str().to_string())
             .unwrap_or_else(|| "application/octet-stream".into());
         if name == "xml_submission_file" {
+            if upload.xml.is_some() {
+                return Err(bad(
+                    "duplicate_xml_submission_file",
+                    "the upload has more than one xml_submission_file part",
+                ));
+            }
             let mut buf = Vec::new();
-            while let Some(chunk) = field.next().await {
+            while let Some(chunk) = next_within(&mut field, idle).await? {
                 let chunk = chunk
                     .map_err(|e| bad("bad_multipart", format!("the upload broke off: {e}")))?;
                 total += chunk.len() as u64;
                 if total > limit {
                     return Err(AppError::too_large(limit));
                 }
+                if buf.len() + chunk.len() > MAX_XML_BYTES {
+                    return Err(AppError::client(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "xml_too_large",
+                        format!("the submission XML is larger than {MAX_XML_BYTES} bytes"),
+                    ));
+                }
                 buf.extend_from_slice(&chunk);
             }
             upload.xml = Some(buf);
             continue;
         }
+        if let Some(f) = &filename {
+            validate_file_name(f)?;
+        }
         let mut temp = state.blobs.temp_file()?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = field.next().await {
+        while let Some(chunk) = next_within(&mut field, idle).await? {
             let chunk =
                 chunk.map_err(|e| bad("bad_multipart", format!("the upload broke off: {e}")))?;
             total += chunk.len() as u64;
@@ -142,7 +207,7 @@ async fn read_multipart(state: &AppState, mut multipart: Multipart) -> Result<Up
             name,
             filename,
             content_type,
-            temp,
+            temp: temp.into_temp_path(),
             sha256: hex::encode(hasher.finalize()),
             size,
         });
@@ -205,6 +270,21 @@ pub async fn post(
     query: web::Query<SubmissionQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, OpenRosaError> {
+    let result = receive(req, collector, &state, query, payload).await;
+    if result.is_err() {
+        state.metrics.record_submission("rejected");
+    }
+    result
+}
+
+async fn receive(
+    req: HttpRequest,
+    collector: Collector,
+    state: &web::Data<AppState>,
+    query: web::Query<SubmissionQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, OpenRosaError> {
+    let state = state.clone();
     let limit = state.config.max_submission_bytes;
     let declared = req
         .headers()
@@ -234,19 +314,54 @@ pub async fn post(
         )
         .into());
     };
-    let identity = fieldtally_forms::identify(&xml)?;
+    let mut identity = fieldtally_forms::identify(&xml)?;
     let def = form_def(&state, &identity.form_id, &identity.version).await?;
-    let extracted = fieldtally_forms::extract(&def, &xml)?;
+    let mut extracted = fieldtally_forms::extract(&def, &xml)?;
+    fieldtally_forms::check_values(&def, &extracted.fields)?;
+    for name in &extracted.attachments {
+        validate_file_name(name)?;
+    }
+    let known = identity.clone();
+    let marked = state
+        .db
+        .read(move |conn| {
+            // Refuse early what the writer would refuse, before any file is stored.
+            submissions::precheck(conn, &known)?;
+            protection::get(conn, &known.form_id)
+        })
+        .await?;
+    let protection = protection::effective(marked, &def);
+    let consent = protection.consent_field.as_ref().map(|field| {
+        (
+            field.clone(),
+            protection::consent_value(&extracted.fields, field),
+        )
+    });
     let received_at = crate::users::now();
     let (fields_json, derived) = crate::ingest::derive(
         &state,
         &def,
         extracted.fields,
-        identity.encrypted,
+        &identity,
+        &protection,
         collector.user.id,
         received_at,
     )
     .await?;
+    let xml_sha256 = hex::encode(Sha256::digest(&xml));
+    let mut stored_xml = xml;
+    if protection.sensitive {
+        // The precise location and the instance name (a label the collector's form builds,
+        // often from the respondent's name) stay only in the sealed XML.
+        extracted.first_geopoint = extracted
+            .first_geopoint
+            .map(|g| g.rounded(protection.geo_decimals));
+        identity.instance_name = None;
+        stored_xml = state.data_keys.seal(
+            &stored_xml,
+            &crate::crypto::xml_context(&identity.instance_id),
+        )?;
+    }
 
     // Only files the instance names are kept; other parts are dropped with their temp files.
     let mut keep = Vec::new();
@@ -265,17 +380,19 @@ pub async fn post(
         }
     }
     let blobs = state.blobs.clone();
-    let files = web::block(move || -> Result<Vec<IncomingFile>, AppError> {
+    let (blob_lock, files) = web::block(move || -> Result<_, AppError> {
+        // Held until the submission is committed, so fsck --repair cannot take these blobs.
+        let lock = blobs.lock_shared()?;
         let mut files = Vec::new();
         // Every photo is checked before anything is stored, so a damaged one or a
         // decompression bomb refuses the whole POST and leaves no trace.
         for (name, part) in &keep {
             let mut head = [0u8; 16];
-            let n = std::io::Read::read(&mut part.temp.reopen()?, &mut head)?;
+            let n = std::io::Read::read(&mut std::fs::File::open(&part.temp)?, &mut head)?;
             if crate::photos::sniff(&head[..n]).is_none() {
                 continue;
             }
-            let bytes = std::fs::read(part.temp.path())?;
+            let bytes = std::fs::read(&part.temp)?;
             crate::photos::verify(&bytes).map_err(|e| {
                 bad(
                     "bad_image",
@@ -292,28 +409,49 @@ pub async fn post(
                 content_type: part.content_type,
             });
         }
-        Ok(files)
+        Ok((lock, files))
     })
     .await
     .map_err(AppError::from)??;
 
     let incoming = Arc::new(Incoming {
-        xml_sha256: hex::encode(Sha256::digest(&xml)),
+        xml_sha256,
         identity,
         fields_json,
         derived,
         geopoint: extracted.first_geopoint,
         expected: extracted.attachments,
-        xml,
+        xml: stored_xml,
         collector_id: collector.user.id,
         device_id: query.into_inner().device_id,
         files,
         received_at,
+        consent,
     });
-    let stored = state
+    let nonce_use = collector.nonce_use;
+    let result = state
         .db
-        .write(move |conn| submissions::store(conn, &incoming))
-        .await?;
+        .write(move |conn| {
+            if let Some(u) = &nonce_use {
+                replay::record(conn, u, incoming.received_at)?;
+            }
+            submissions::store(conn, &incoming)
+        })
+        .await;
+    drop(blob_lock);
+    let stored = match result {
+        Ok(stored) => stored,
+        Err(e) if replay::is_replayed(&e) => {
+            return Err(crate::auth::challenges(&req, &state, true).into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.metrics.record_submission(match stored.outcome {
+        Outcome::Created => "created",
+        Outcome::Edited => "edited",
+        Outcome::OlderVersion => "older_version",
+        Outcome::Duplicate => "duplicate",
+    });
     Ok(xml::respond(
         &mut HttpResponse::Created(),
         xml::message("submit_success", &success_message(stored)),

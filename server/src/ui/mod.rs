@@ -233,7 +233,8 @@ async fn login(
     }
     let username = form.get("username").unwrap_or_default().trim().to_string();
     let password = form.get("password").unwrap_or_default().to_string();
-    let user = check_password(&state, username, password)
+    let ip = crate::auth::client_ip(&req, &state.config.trusted_proxies);
+    let user = check_password(&state, &username, password, ip)
         .await
         .map_err(|e| UiError::app(e, lang))?;
     let Some(user) = user else {

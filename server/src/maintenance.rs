@@ -1,0 +1,37 @@
+//! Periodic clean-up of rows that only matter for a while: expired sign-in counters and used
+//! Digest nonces. Every instance runs it; the deletes are idempotent.
+
+use std::time::Duration;
+
+use chrono::Duration as Age;
+
+use crate::auth::{digest, replay, throttle};
+use crate::db::Db;
+use crate::users::now;
+
+const EVERY: Duration = Duration::from_secs(600);
+
+pub async fn run(db: Db) {
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let result = db
+            .write(|conn| {
+                let t = now();
+                let counters = throttle::purge(conn, t - Age::days(1))?;
+                let nonces =
+                    replay::purge(conn, t - Age::seconds(digest::NONCE_LIFETIME_SECS + 120))?;
+                Ok((counters, nonces))
+            })
+            .await;
+        match result {
+            Ok((counters, nonces)) => {
+                tracing::debug!(
+                    counters,
+                    nonces,
+                    "purged expired sign-in counters and nonces"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "maintenance failed"),
+        }
+    }
+}
