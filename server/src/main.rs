@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldtally::config::{DatabaseArgs, ServeArgs};
 use fieldtally::db;
+use fieldtally::indicators::{self, Indicators};
 use fieldtally::users::{self, NewUser, Role};
 
 #[derive(Parser)]
@@ -40,6 +41,38 @@ enum Command {
     Areas {
         #[command(subcommand)]
         command: AreasCommand,
+    },
+    /// Project 8 indicator figures, targets and baselines.
+    Indicators {
+        #[command(subcommand)]
+        command: IndicatorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndicatorsCommand {
+    /// Recompute every figure from the raw submissions (the maintained figures are replaced).
+    Recompute {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Recompute every figure into a scratch copy and compare it with the maintained figures;
+    /// exits with status 1 if they differ.
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Import targets from a CSV file (columns indicator, measure, area, year, target, on).
+    ImportTargets {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Import baselines from a CSV file (columns baseline, area, year, value, on).
+    ImportBaselines {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -169,13 +202,90 @@ fn main() -> anyhow::Result<()> {
                     if fieldtally::areas::count(c)? == 0 {
                         fieldtally::areas::shipped::load(c)?;
                     }
-                    import::import(c, kind, &bytes)
+                    let report = import::import(c, kind, &bytes)?;
+                    // Hamlets may have moved: the figures follow in the same transaction.
+                    let indicators = Indicators::in_effect(c)?;
+                    indicators::recompute_all(c, &indicators, "area registry changed")?;
+                    Ok::<_, fieldtally::error::AppError>(report)
                 })
                 .with_context(|| format!("{name}: nothing was imported"))?;
             println!(
                 "Imported {name}: {} areas added, {} updated, {} successions linked",
                 report.created, report.updated, report.linked
             );
+            Ok(())
+        }
+        Command::Indicators { command } => run_indicators(command),
+    }
+}
+
+fn run_indicators(command: IndicatorsCommand) -> anyhow::Result<()> {
+    use fieldtally::indicators::targets;
+    match command {
+        IndicatorsCommand::Recompute { db } => {
+            let mut conn = open(&db)?;
+            let report = conn.conn().write_transaction(|c| {
+                let indicators = Indicators::in_effect(c)?;
+                indicators::recompute_all(c, &indicators, "recomputed on request")
+            })?;
+            println!(
+                "Recomputed the indicators from {} submissions: {} figures, {} key records",
+                report.submissions, report.cells, report.key_records
+            );
+            Ok(())
+        }
+        IndicatorsCommand::Verify { db } => {
+            let mut conn = open(&db)?;
+            let v = conn.conn().write_transaction(|c| {
+                let indicators = Indicators::in_effect(c)?;
+                indicators::verify(c, &indicators)
+            })?;
+            println!(
+                "Recomputed {} submissions: {} figures differ, {} key records differ, {} submissions not up to date",
+                v.recomputed.submissions, v.cells_differing, v.key_records_differing, v.submissions_differing
+            );
+            for e in &v.examples {
+                println!("  {e}");
+            }
+            if v.identical() {
+                println!("The maintained figures equal a full recompute.");
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        IndicatorsCommand::ImportTargets { file, db } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = targets::parse_csv::<targets::TargetInput>(&bytes)
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            let mut conn = open(&db)?;
+            let n = conn
+                .conn()
+                .write_transaction(|c| {
+                    let indicators = Indicators::in_effect(c)?;
+                    let index = indicators.area_index(c)?;
+                    targets::import_targets(c, indicators.definitions(), &index, &rows)
+                })
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            println!("Imported {n} targets");
+            Ok(())
+        }
+        IndicatorsCommand::ImportBaselines { file, db } => {
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = targets::parse_csv::<targets::BaselineInput>(&bytes)
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            let mut conn = open(&db)?;
+            let n = conn
+                .conn()
+                .write_transaction(|c| {
+                    let indicators = Indicators::in_effect(c)?;
+                    let index = indicators.area_index(c)?;
+                    targets::import_baselines(c, indicators.definitions(), &index, &rows)
+                })
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            println!("Imported {n} baselines");
             Ok(())
         }
     }

@@ -1,9 +1,12 @@
 //! What every request handler shares.
 
+use std::sync::Arc;
+
 use crate::areas::geometry::GeometryCache;
 use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::db::Db;
+use crate::indicators::Indicators;
 use crate::openrosa::FormCache;
 use crate::settings::Secrets;
 
@@ -14,4 +17,6 @@ pub struct AppState {
     pub blobs: Blobs,
     pub form_cache: FormCache,
     pub geometry_cache: GeometryCache,
+    /// The indicator definitions in use and the area registry they place submissions in.
+    pub indicators: Arc<Indicators>,
 }

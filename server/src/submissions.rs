@@ -74,6 +74,7 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Stored {
+    pub submission_id: i64,
     pub outcome: Outcome,
     /// Attachments the instance names that have not arrived yet.
     pub missing: i64,
@@ -278,7 +279,8 @@ fn present_files(
         .collect())
 }
 
-/// Stores a submission POST. Runs inside the writer's transaction.
+/// Stores a submission POST. Runs inside the writer's transaction; the caller brings the
+/// indicators up to date in the same transaction (`indicators::refresh_submission`).
 pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
     let id = &inc.identity;
     if let Some(existing) = version_by_instance(conn, &id.instance_id)? {
@@ -290,6 +292,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         }
         add_files(conn, existing.id, inc)?;
         return Ok(Stored {
+            submission_id: existing.submission_id,
             outcome: Outcome::Duplicate,
             missing: missing_count(conn, existing.id)?,
         });
@@ -310,6 +313,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 .execute(c))?;
         }
         return Ok(Stored {
+            submission_id: newer.submission_id,
             outcome: Outcome::OlderVersion,
             missing: missing_count(conn, version_id)?,
         });
@@ -336,6 +340,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 ))
                 .execute(c))?;
             return Ok(Stored {
+                submission_id: old.submission_id,
                 outcome: Outcome::Edited,
                 missing: missing_count(conn, version_id)?,
             });
@@ -356,6 +361,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         .get_result(c))?;
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
     Ok(Stored {
+        submission_id,
         outcome: Outcome::Created,
         missing: missing_count(conn, version_id)?,
     })

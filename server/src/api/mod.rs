@@ -4,6 +4,7 @@ mod areas;
 mod auth;
 mod fieldwork;
 mod forms;
+mod indicators;
 mod submissions;
 mod users;
 
@@ -23,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(fieldwork::routes)
             .configure(areas::routes)
             .configure(submissions::routes)
+            .configure(indicators::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",

@@ -20,6 +20,7 @@ use super::xml;
 use crate::auth::Collector;
 use crate::error::{AppError, OpenRosaError};
 use crate::forms;
+use crate::indicators;
 use crate::state::AppState;
 use crate::submissions::{self, Incoming, IncomingFile, Outcome, Stored};
 
@@ -294,9 +295,23 @@ pub async fn post(
         files,
         received_at,
     });
+    let indicators = state.indicators.clone();
+    let collector_id = collector.user.id;
     let stored = state
         .db
-        .write(move |conn| submissions::store(conn, &incoming))
+        .write(move |conn| {
+            let stored = submissions::store(conn, &incoming)?;
+            if stored.outcome != Outcome::Duplicate {
+                // In the same transaction: the figures never lag behind the data.
+                indicators::refresh_submission(
+                    conn,
+                    &indicators,
+                    stored.submission_id,
+                    Some(collector_id),
+                )?;
+            }
+            Ok(stored)
+        })
         .await?;
     Ok(xml::respond(
         &mut HttpResponse::Created(),
