@@ -793,6 +793,40 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_definitions_read_fields_the_shipped_forms_have() {
+        let d = Definitions::load(None).unwrap();
+        let forms: HashMap<String, fieldtally_forms::FormDef> = fieldtally_forms::shipped::FORMS
+            .iter()
+            .map(|(_, xml)| {
+                let f = fieldtally_forms::parse_form(xml).unwrap();
+                (f.form_id.clone(), f)
+            })
+            .collect();
+        let mut checked = 0;
+        for (_, m) in d.numbered() {
+            for form_id in &m.forms {
+                let form = forms
+                    .get(form_id)
+                    .unwrap_or_else(|| panic!("{}: no shipped form {form_id}", m.id));
+                if let Some(r) = &m.rows {
+                    assert!(form.repeats.contains(r), "{}: {form_id} has no repeat {r}", m.id);
+                }
+                for (field, in_rows) in m.fields() {
+                    let top = form.fields.iter().any(|f| f.path == field);
+                    let row = in_rows
+                        && form
+                            .fields
+                            .iter()
+                            .any(|f| Some(f.path.as_str()) == m.rows.as_ref().map(|r| format!("{r}/{field}")).as_deref());
+                    assert!(top || row, "{}: {form_id} has no field {field}", m.id);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 40, "{checked}");
+    }
+
+    #[test]
     fn bad_definitions_are_refused_with_the_file_named() {
         let cases = [
             ("name = \"x\"\nunit = { vi = \"a\", en = \"b\" }\nkind = \"sum\"\nforms = [\"f\"]\n", "either `field` or `split`"),

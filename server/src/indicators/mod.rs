@@ -119,6 +119,7 @@ pub fn refresh_submission(
     by: Option<i64>,
 ) -> Result<(), AppError> {
     let defs = indicators.definitions();
+    store::lock(conn, &format!("submission:{submission_id}"))?;
     let before = store::applied(conn, submission_id)?;
     let current = store::load_version(conn, submission_id, None, None)?;
     let after = current.as_ref().map(|c| Applied {

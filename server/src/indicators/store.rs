@@ -19,6 +19,18 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
 
+/// Serializes, until the end of the transaction, changes to one submission's contribution or
+/// to one key's records across server instances sharing a PostgreSQL database (within one
+/// instance the single writer already does). SQLite has one writer at a time anyway.
+pub fn lock(conn: &mut Conn<'_>, what: &str) -> Result<(), AppError> {
+    if matches!(conn, Conn::Pg(_)) {
+        let mut sql = Sql::new(conn, "SELECT pg_advisory_xact_lock(hashtextextended(");
+        sql.bind(format!("fieldtally:{what}")).push(", 0))");
+        sql.execute(conn)?;
+    }
+    Ok(())
+}
+
 /// The contribution a submission has applied: which version, counted in which bases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
@@ -382,6 +394,7 @@ pub fn apply(
         }
         let (n, key) = mk;
         let measure = defs.measure(*n).map(|m| m.id.clone()).unwrap_or_default();
+        lock(conn, &format!("key:{measure}:{key}"))?;
         let mut sql = Sql::new(
             conn,
             "SELECT basis, map, level, period, area_id, submission_id, activity_date, dims FROM indicator_keys WHERE snapshot = 0 AND measure = ",
