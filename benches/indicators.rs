@@ -364,11 +364,11 @@ fn main() {
     let t = Instant::now();
     let report = tx(&mut conn, |c| indicators::recompute_all(c, &ind, "benchmark"));
     println!(
-        "full recompute: {:.1} s ({} submissions, {} figures, {} key records)",
+        "full recompute: {:.1} s ({} submissions, {} facts, {} figures)",
         t.elapsed().as_secs_f64(),
         report.submissions,
-        report.cells,
-        report.key_records
+        report.facts,
+        report.cells
     );
     let t = Instant::now();
     let v = tx(&mut conn, |c| indicators::verify(c, &ind));

@@ -229,8 +229,8 @@ fn run_indicators(command: IndicatorsCommand) -> anyhow::Result<()> {
                 indicators::recompute_all(c, &indicators, "recomputed on request")
             })?;
             println!(
-                "Recomputed the indicators from {} submissions: {} figures, {} key records",
-                report.submissions, report.cells, report.key_records
+                "Recomputed the indicators from {} submissions: {} facts, {} figures",
+                report.submissions, report.facts, report.cells
             );
             Ok(())
         }
@@ -241,8 +241,8 @@ fn run_indicators(command: IndicatorsCommand) -> anyhow::Result<()> {
                 indicators::verify(c, &indicators)
             })?;
             println!(
-                "Recomputed {} submissions: {} figures differ, {} key records differ, {} submissions not up to date",
-                v.recomputed.submissions, v.cells_differing, v.key_records_differing, v.submissions_differing
+                "Recomputed {} submissions: {} figures differ, {} facts differ, {} submissions not up to date",
+                v.recomputed.submissions, v.cells_differing, v.facts_differing, v.submissions_differing
             );
             for e in &v.examples {
                 println!("  {e}");

@@ -5,5 +5,5 @@ DROP TABLE indicator_baselines;
 DROP TABLE indicator_targets;
 DROP TABLE indicator_definitions;
 DROP TABLE indicator_applied;
-DROP TABLE indicator_keys;
+DROP TABLE indicator_facts;
 DROP TABLE indicator_cells;

@@ -4,11 +4,14 @@
 -- `snapshot` in the figure tables: 0 = the live figures, > 0 = the frozen figures of a closed
 -- period (indicator_periods.id), -1 = the scratch copy a verification recomputes into.
 
--- Counts and sums per measure, basis (provisional | confirmed), map (as-recorded | current),
--- area (one row per level: hamlet, commune, district, province), period (YYYY, YYYY-Qn,
--- YYYY-MM) and the measure's finest disaggregation (`dims`, a JSON object). For distinct
--- measures `value` is the number of keys whose latest record in that area and period has these
--- dims. Rows whose value is 0 are not kept.
+-- Figures from commune level up, per measure, area (one row per level: commune, district,
+-- province), period (YYYY, YYYY-Qn, YYYY-MM) and the measure's finest disaggregation (`dims`, a
+-- JSON object). `basis` and `map` say which figures a row belongs to: distinct measures have
+-- rows for `provisional` and `confirmed`, on `as-recorded` and `current`; sums and counts store
+-- each submission once, as `approved` (in both bases) or `pending` (provisional only), and on
+-- `both` maps when it counts in the same area on both. For distinct measures `value` is the
+-- number of keys whose latest fact in that area and period has these dims. Rows whose value is 0
+-- are not kept. Hamlet figures are computed from the facts when asked for.
 CREATE TABLE indicator_cells (
     snapshot BIGINT NOT NULL,
     measure TEXT NOT NULL,
@@ -22,23 +25,25 @@ CREATE TABLE indicator_cells (
     PRIMARY KEY (snapshot, measure, basis, map, level, period, area_id, dims)
 ) WITHOUT ROWID;
 
--- Every record of a distinct key (a beneficiary, a team code) in an area and period: one row
--- per submission, ranked by activity date then submission.
-CREATE TABLE indicator_keys (
+-- What each counted submission contributes: one row per fact of its current version (a row of a
+-- repeat, one sex of a split, a key), with the fact's own dims (area dims come from the
+-- registry), in the bases its review state gives. Rejected submissions have none.
+CREATE TABLE indicator_facts (
     snapshot BIGINT NOT NULL,
-    measure TEXT NOT NULL,
-    distinct_key TEXT NOT NULL,
-    basis TEXT NOT NULL,
-    map TEXT NOT NULL,
-    level TEXT NOT NULL,
-    period TEXT NOT NULL,
-    area_id BIGINT NOT NULL,
     submission_id BIGINT NOT NULL,
+    measure TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    distinct_key TEXT,
+    value BIGINT NOT NULL,
+    hamlet_code TEXT NOT NULL,
     activity_date DATE NOT NULL,
     dims TEXT NOT NULL,
-    PRIMARY KEY (snapshot, measure, distinct_key, basis, map, level, period, area_id, submission_id)
+    provisional BOOLEAN NOT NULL,
+    confirmed BOOLEAN NOT NULL,
+    PRIMARY KEY (snapshot, submission_id, measure, seq)
 ) WITHOUT ROWID;
-CREATE INDEX indicator_keys_cell ON indicator_keys (snapshot, measure, basis, map, level, period, area_id);
+CREATE INDEX indicator_facts_key ON indicator_facts (snapshot, measure, distinct_key);
+CREATE INDEX indicator_facts_place ON indicator_facts (snapshot, measure, hamlet_code, activity_date);
 
 -- The contribution each submission has applied to the live figures: which version, counted in
 -- which bases. The next change subtracts exactly this before adding the new one.

@@ -352,9 +352,11 @@ async fn close_period(
     let closed = state
         .db
         .write(move |conn| {
+            let index = indicators.area_index(conn)?;
             closing::close(
                 conn,
                 indicators.definitions(),
+                &index,
                 period,
                 Some(by),
                 body.note.as_deref(),

@@ -178,18 +178,18 @@ diesel::table! {
 }
 
 diesel::table! {
-    indicator_keys (snapshot, measure, distinct_key, basis, map, level, period, area_id, submission_id) {
+    indicator_facts (snapshot, submission_id, measure, seq) {
         snapshot -> BigInt,
-        measure -> Text,
-        distinct_key -> Text,
-        basis -> Text,
-        map -> Text,
-        level -> Text,
-        period -> Text,
-        area_id -> BigInt,
         submission_id -> BigInt,
+        measure -> Text,
+        seq -> BigInt,
+        distinct_key -> Nullable<Text>,
+        value -> BigInt,
+        hamlet_code -> Text,
         activity_date -> Date,
         dims -> Text,
+        provisional -> Bool,
+        confirmed -> Bool,
     }
 }
 
@@ -281,7 +281,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     hamlet_assignments,
     submission_flags,
     indicator_cells,
-    indicator_keys,
+    indicator_facts,
     indicator_applied,
     indicator_definitions,
     indicator_targets,

@@ -10,11 +10,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
 
-use super::contribution::CellKey;
+use super::contribution::{add_facts, BasisTag, CellKey, Interner, Levels, MapTag};
 use super::definition::Definitions;
 use super::period::Period;
 use super::registry::AreaIndex;
 use super::sql::Sql;
+use super::store;
 use crate::areas::Level;
 use crate::db::schema::{indicator_periods, indicator_revisions, submissions, users};
 use crate::db::Conn;
@@ -94,10 +95,12 @@ pub fn list(conn: &mut Conn<'_>) -> Result<Vec<ClosedPeriod>, AppError> {
 }
 
 /// Closes `period`: freezes the live figures of the period and of every shorter period within
-/// it, with the year's targets and baselines and the definitions in use.
+/// it (hamlet figures too, computed from the facts), with the year's targets and baselines and
+/// the definitions in use.
 pub fn close(
     conn: &mut Conn<'_>,
     defs: &Definitions,
+    index: &AreaIndex,
     period: Period,
     by: Option<i64>,
     note: Option<&str>,
@@ -132,6 +135,20 @@ pub fn close(
         .list(&covered)
         .push(")");
     sql.execute(conn)?;
+    let ids: Vec<String> = defs.numbered().map(|(_, m)| m.id.clone()).collect();
+    let (from, to) = period.bounds();
+    let mut interner = Interner::default();
+    let mut facts = store::facts_in(conn, defs, &ids, from, to, &[], &mut interner)?;
+    let mut hamlets: HashMap<CellKey, i64> = HashMap::new();
+    add_facts(defs, index, &mut facts, Levels::Hamlet, &mut hamlets, &mut interner);
+    let covered_set = period.covered();
+    let mut amounts: Vec<(&CellKey, i64)> = hamlets
+        .iter()
+        .filter(|(k, v)| **v != 0 && covered_set.contains(&k.group.period))
+        .map(|(k, v)| (k, *v))
+        .collect();
+    amounts.sort();
+    store::add_to_cells(conn, defs, id, &amounts)?;
     let year = i64::from(period.year());
     for (table, columns) in [
         ("indicator_targets", "indicator, measure, area_id, year, target, updated_at"),
@@ -213,15 +230,19 @@ pub fn record_revisions(
         for (k, v) in delta {
             if k.group.level == Level::Province && covered.contains(&k.group.period) {
                 let id = defs.measure(k.measure).map(|m| m.id.clone()).unwrap_or_default();
-                *sums
-                    .entry((
-                        id,
-                        k.group.basis.as_str(),
-                        k.group.map.as_str(),
-                        k.group.period.to_string(),
-                        k.group.area_id,
-                    ))
-                    .or_insert(0) += v;
+                for basis in k.group.basis.bases() {
+                    for map in k.group.map.maps() {
+                        *sums
+                            .entry((
+                                id.clone(),
+                                basis.as_str(),
+                                map.as_str(),
+                                k.group.period.to_string(),
+                                k.group.area_id,
+                            ))
+                            .or_insert(0) += v;
+                    }
+                }
             }
         }
         let changes: Vec<Change> = sums
@@ -288,10 +309,25 @@ pub fn closed_totals(conn: &mut Conn<'_>, measures: &[String]) -> Result<Totals,
         .list(&periods)
         .push(") GROUP BY measure, basis, map, period, area_id");
     let rows: Vec<Total> = sql.load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.measure, r.basis, r.map, r.period, r.area_id), r.total))
-        .collect())
+    let mut out = Totals::new();
+    for r in rows {
+        let (Some(basis), Some(map)) = (BasisTag::parse(&r.basis), MapTag::parse(&r.map)) else {
+            continue;
+        };
+        for b in basis.bases() {
+            for m in map.maps() {
+                *out.entry((
+                    r.measure.clone(),
+                    b.as_str().to_string(),
+                    m.as_str().to_string(),
+                    r.period.clone(),
+                    r.area_id,
+                ))
+                .or_insert(0) += r.total;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Lists what a rebuild (changed definitions, changed area registry) changed in closed periods.

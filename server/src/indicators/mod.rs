@@ -3,15 +3,17 @@
 //! and explainable down to the submissions behind each number.
 //!
 //! - Definitions are data (`definition.rs`, files in `forms/indicators/`).
-//! - One submission's *contribution* (`contribution.rs`): its current version's facts, placed
-//!   on both maps (as recorded, current), in every area of its chain and in its month, quarter
-//!   and year, for each basis it counts in (provisional: not rejected; confirmed: approved).
+//! - One submission's *facts* (`contribution.rs`, table `indicator_facts`): what its current
+//!   version gives each measure, in the bases it counts in (provisional: not rejected;
+//!   confirmed: approved). A fact counts on both maps (as recorded, current), in every area of
+//!   its hamlet's chain and in its month, quarter and year.
 //! - `indicator_applied` remembers which version and bases each submission has applied;
-//!   [`refresh_submission`] subtracts that, adds the new contribution and records the change,
-//!   inside the caller's transaction.
-//! - Sums and counts are cell amounts. Distinct measures keep every record of a key; in each
-//!   area and period the key counts once, with the dimensions of its latest record (by activity
-//!   date, then submission), so breakdowns add up to the total.
+//!   [`refresh_submission`] replaces its facts and applies the difference to the figures, inside
+//!   the caller's transaction.
+//! - Figures from commune level up are kept in `indicator_cells`; hamlet figures are computed
+//!   from the facts when asked for. Sums and counts add up their facts. A distinct key counts
+//!   once per area and period, with the dimensions of its latest fact there (by activity date,
+//!   then submission), so breakdowns add up to the total.
 //! - A full recompute from the raw submissions gives the same tables (`recompute.rs`).
 
 pub mod closing;
@@ -33,7 +35,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use self::contribution::{contribution, Interner};
+use self::contribution::{facts_of, Interner};
 use self::definition::Definitions;
 use self::recompute::{Report, Source, Verification, LIVE};
 use self::registry::{AreaIndex, Fingerprint};
@@ -131,17 +133,13 @@ pub fn refresh_submission(
     }
     let index = indicators.area_index(conn)?;
     let mut interner = Interner::default();
-    let old = match before {
-        Some(a) => store::load_version(conn, submission_id, Some(a.version_id), Some(a.bases))?
-            .map(|i| contribution(defs, &index, &i, None, &mut interner))
-            .unwrap_or_default(),
-        None => Default::default(),
-    };
-    let new = current
+    let old = store::facts_of_submission(conn, defs, submission_id, &mut interner)?;
+    let mut new = current
         .as_ref()
-        .map(|i| contribution(defs, &index, i, None, &mut interner))
+        .map(|i| facts_of(defs, i, None, &mut interner))
         .unwrap_or_default();
-    let delta = store::apply(conn, defs, submission_id, &old, &new, &mut interner)?;
+    new.sort();
+    let delta = store::apply(conn, defs, &index, submission_id, &old, &new, &mut interner)?;
     store::set_applied(conn, submission_id, after)?;
     let reason = match (before, after) {
         (None, _) => "new submission",

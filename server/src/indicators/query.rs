@@ -3,18 +3,18 @@
 //! maintained cells, never the submissions (except to list those behind a number).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Text};
 use serde::Serialize;
 
 use super::closing;
-use super::contribution::{contribution, Bases, Basis, Input, Interner};
+use super::contribution::{add_facts, placement_of, Basis, CellKey, Interner, Levels, MapTag, StoredFact};
 use super::definition::{Definitions, Kind, Measure, Text as Wording};
 use super::period::{Grain, Period};
 use super::registry::{AreaIndex, MapKind, Node};
-use super::sql::Sql;
+use super::store::facts_in;
 use super::Indicators;
 use crate::areas::Level;
 use crate::db::schema::{indicator_applied, indicator_cells, submission_versions, submissions};
@@ -211,6 +211,119 @@ fn parsed<'c>(
 
 type Folded = BTreeMap<(u16, i64, Period), BTreeMap<Vec<Option<String>>, i64>>;
 
+/// Which figures to read.
+pub struct Scope<'a> {
+    /// 0 for the live figures, else a closed period's snapshot.
+    pub snapshot: i64,
+    pub measures: &'a [String],
+    pub basis: Basis,
+    pub map: MapKind,
+    pub level: Level,
+    pub periods: &'a [Period],
+    pub areas: &'a [&'a Node],
+}
+
+/// (measure, period, area id, dims, value) of the figures in `scope`, at the measure's finest
+/// dims. Stored rows of one figure (approved and pending, on both maps and on one) are summed
+/// by the caller.
+type Row = (String, String, i64, String, i64);
+
+fn figure_rows(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    index: &AreaIndex,
+    scope: &Scope<'_>,
+) -> Result<Vec<Row>, AppError> {
+    if scope.areas.is_empty() || scope.measures.is_empty() {
+        return Ok(Vec::new());
+    }
+    if scope.level == Level::Hamlet && scope.snapshot == 0 {
+        return hamlet_rows(conn, defs, index, scope);
+    }
+    let basis: Vec<&str> = scope.basis.tags().iter().map(|t| t.as_str()).collect();
+    let maps: Vec<&str> = MapTag::for_map(scope.map).iter().map(|t| t.as_str()).collect();
+    let periods: Vec<String> = scope.periods.iter().map(Period::to_string).collect();
+    let area_ids: Vec<i64> = scope.areas.iter().map(|a| a.id).collect();
+    let level = scope.level.as_str();
+    let rows: Vec<Row> = on_conn!(conn, c => {
+        let mut q = indicator_cells::table
+            .filter(indicator_cells::snapshot.eq(scope.snapshot))
+            .filter(indicator_cells::measure.eq_any(scope.measures))
+            .filter(indicator_cells::basis.eq_any(&basis))
+            .filter(indicator_cells::map.eq_any(&maps))
+            .filter(indicator_cells::level.eq(level))
+            .filter(indicator_cells::period.eq_any(&periods))
+            .select((
+                indicator_cells::measure,
+                indicator_cells::period,
+                indicator_cells::area_id,
+                indicator_cells::dims,
+                indicator_cells::value,
+            ))
+            .into_boxed();
+        if area_ids.len() <= MAX_AREA_LIST {
+            q = q.filter(indicator_cells::area_id.eq_any(&area_ids));
+        }
+        q.load(c)
+    })?;
+    let wanted: HashSet<i64> = area_ids.into_iter().collect();
+    Ok(rows.into_iter().filter(|r| wanted.contains(&r.2)).collect())
+}
+
+/// Hamlet figures, computed from the facts (only figures from commune level up are stored).
+fn hamlet_rows(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    index: &AreaIndex,
+    scope: &Scope<'_>,
+) -> Result<Vec<Row>, AppError> {
+    let from = scope.periods.iter().map(|p| p.bounds().0).min();
+    let to = scope.periods.iter().map(|p| p.bounds().1).max();
+    let (Some(from), Some(to)) = (from, to) else {
+        return Ok(Vec::new());
+    };
+    let mut codes: Vec<String> = scope.areas.iter().map(|a| a.code.clone()).collect();
+    codes.sort();
+    codes.dedup();
+    let mut interner = Interner::default();
+    let mut facts = facts_in(conn, defs, scope.measures, from, to, &codes, &mut interner)?;
+    let mut cells: HashMap<CellKey, i64> = HashMap::new();
+    add_facts(defs, index, &mut facts, Levels::Hamlet, &mut cells, &mut interner);
+    let basis = scope.basis.tags();
+    let maps = MapTag::for_map(scope.map);
+    let areas: HashSet<i64> = scope.areas.iter().map(|a| a.id).collect();
+    Ok(cells
+        .into_iter()
+        .filter(|(k, v)| {
+            *v != 0
+                && basis.contains(&k.group.basis)
+                && maps.contains(&k.group.map)
+                && scope.periods.contains(&k.group.period)
+                && areas.contains(&k.group.area_id)
+        })
+        .filter_map(|(k, v)| {
+            let m = defs.measure(k.measure)?;
+            Some((m.id.clone(), k.group.period.to_string(), k.group.area_id, k.dims.to_string(), v))
+        })
+        .collect())
+}
+
+/// Every figure in `scope` at the measures' finest dims: (measure, period, area id, dims) →
+/// value. What the values table is folded from.
+pub fn figures(
+    conn: &mut Conn<'_>,
+    indicators: &Indicators,
+    scope: &Scope<'_>,
+) -> Result<BTreeMap<(String, String, i64, String), i64>, AppError> {
+    let index = indicators.area_index(conn)?;
+    let mut out = BTreeMap::new();
+    for (m, p, a, d, v) in figure_rows(conn, indicators.definitions(), &index, scope)? {
+        *out.entry((m, p, a, d)).or_insert(0) += v;
+    }
+    out.retain(|_, v| *v != 0);
+    Ok(out)
+}
+
 pub fn values(
     conn: &mut Conn<'_>,
     indicators: &Indicators,
@@ -300,34 +413,21 @@ pub fn values(
     let areas = areas_at(&index, &roots, level, req.map, req.period)?;
 
     let ids: Vec<String> = selected.iter().map(|(_, m)| m.id.clone()).collect();
-    let period_texts: Vec<String> = periods.iter().map(Period::to_string).collect();
-    let area_ids: Vec<i64> = areas.iter().map(|a| a.id).collect();
-    let area_set: HashSet<i64> = area_ids.iter().copied().collect();
-    let rows: Vec<(String, String, i64, String, i64)> = if areas.is_empty() || ids.is_empty() {
-        Vec::new()
-    } else {
-        on_conn!(conn, c => {
-            let mut q = indicator_cells::table
-                .filter(indicator_cells::snapshot.eq(snapshot))
-                .filter(indicator_cells::measure.eq_any(&ids))
-                .filter(indicator_cells::basis.eq(req.basis.as_str()))
-                .filter(indicator_cells::map.eq(req.map.as_str()))
-                .filter(indicator_cells::level.eq(level.as_str()))
-                .filter(indicator_cells::period.eq_any(&period_texts))
-                .select((
-                    indicator_cells::measure,
-                    indicator_cells::period,
-                    indicator_cells::area_id,
-                    indicator_cells::dims,
-                    indicator_cells::value,
-                ))
-                .into_boxed();
-            if area_ids.len() <= MAX_AREA_LIST {
-                q = q.filter(indicator_cells::area_id.eq_any(&area_ids));
-            }
-            q.load(c)
-        })?
-    };
+    let area_set: HashSet<i64> = areas.iter().map(|a| a.id).collect();
+    let rows = figure_rows(
+        conn,
+        defs,
+        &index,
+        &Scope {
+            snapshot,
+            measures: &ids,
+            basis: req.basis,
+            map: req.map,
+            level,
+            periods: &periods,
+            areas: &areas,
+        },
+    )?;
 
     let mut cache: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut folded: Folded = BTreeMap::new();
@@ -502,20 +602,6 @@ fn matches(dims: &BTreeMap<String, String>, filters: &BTreeMap<String, String>) 
     filters.iter().all(|(k, v)| dims.get(k) == Some(v))
 }
 
-#[derive(QueryableByName)]
-struct KeyRow {
-    #[diesel(sql_type = Text)]
-    distinct_key: String,
-    #[diesel(sql_type = BigInt)]
-    area_id: i64,
-    #[diesel(sql_type = BigInt)]
-    submission_id: i64,
-    #[diesel(sql_type = Date)]
-    activity_date: NaiveDate,
-    #[diesel(sql_type = Text)]
-    dims: String,
-}
-
 type SubmissionInfo = (String, String, String, Option<String>);
 
 fn submission_info(
@@ -540,7 +626,7 @@ fn submission_info(
         .collect())
 }
 
-/// The submissions behind one number of the values table.
+/// The submissions behind one number of the values table, from the facts it is made of.
 pub fn behind(
     conn: &mut Conn<'_>,
     indicators: &Indicators,
@@ -566,9 +652,6 @@ pub fn behind(
             .first()
             .ok_or_else(|| AppError::internal("an indicator without measures"))?,
     };
-    let n = defs
-        .number(&m.id)
-        .ok_or_else(|| AppError::internal("unnumbered measure"))?;
     for d in req.filters.keys() {
         if !m.allows(d) {
             return Err(AppError::bad_request(
@@ -584,198 +667,134 @@ pub fn behind(
         .and_then(|r| r.level())
         .unwrap_or(Level::Province);
     let area_ids: HashSet<i64> = roots.iter().map(|r| r.id).collect();
-    let area_list: Vec<i64> = area_ids.iter().copied().collect();
-    let period = req.period.to_string();
-
-    let mut rows_out: Vec<BehindRow> = Vec::new();
-    let mut value = 0i64;
-    let mut next = None;
-    if m.kind == Kind::Distinct {
-        let mut sql = Sql::new(
-            conn,
-            "SELECT distinct_key, area_id, submission_id, activity_date, dims FROM indicator_keys WHERE snapshot = 0 AND measure = ",
+    let (from, to) = req.period.bounds();
+    let mut hamlets: Vec<String> = Vec::new();
+    for r in &roots {
+        hamlets.extend(
+            index
+                .descendants_at(r.id, Level::Hamlet, req.map, from, to)
+                .into_iter()
+                .map(|h| h.code.clone()),
         );
-        sql.bind(m.id.as_str())
-            .push(" AND basis = ")
-            .bind(req.basis.as_str())
-            .push(" AND map = ")
-            .bind(req.map.as_str())
-            .push(" AND level = ")
-            .bind(level.as_str())
-            .push(" AND period = ")
-            .bind(period.as_str())
-            .push(" AND area_id IN (")
-            .list(&area_list)
-            .push(")");
-        let keys: Vec<KeyRow> = sql.load(conn)?;
-        let mut by_key: BTreeMap<(i64, String), Vec<KeyRow>> = BTreeMap::new();
-        for k in keys {
-            by_key.entry((k.area_id, k.distinct_key.clone())).or_default().push(k);
+    }
+    hamlets.sort();
+    hamlets.dedup();
+    let mut interner = Interner::default();
+    let facts = facts_in(conn, defs, std::slice::from_ref(&m.id), from, to, &hamlets, &mut interner)?;
+
+    // Each fact that counts in the number's area, period and basis, with its dims there.
+    let in_basis = |f: &StoredFact| match req.basis {
+        Basis::Provisional => f.bases.provisional,
+        Basis::Confirmed => f.bases.confirmed,
+    };
+    let mut counted: Vec<(StoredFact, i64, Arc<str>)> = Vec::new();
+    for f in facts {
+        if !in_basis(&f) || !req.period.contains_date(f.date) {
+            continue;
         }
-        let mut listed: Vec<(i64, BehindRow)> = Vec::new();
+        let Some((chain, dims)) = placement_of(defs, &index, &f, req.map, &mut interner) else {
+            continue;
+        };
+        let Some(area) = chain
+            .iter()
+            .find(|(l, id)| *l == level && area_ids.contains(id))
+            .map(|(_, id)| *id)
+        else {
+            continue;
+        };
+        counted.push((f, area, dims));
+    }
+
+    let mut listed: Vec<BehindRow> = Vec::new();
+    let mut value = 0i64;
+    if m.kind == Kind::Distinct {
+        let mut by_key: BTreeMap<(i64, Arc<str>), Vec<&(StoredFact, i64, Arc<str>)>> = BTreeMap::new();
+        for c in &counted {
+            if let Some(k) = &c.0.key {
+                by_key.entry((c.1, k.clone())).or_default().push(c);
+            }
+        }
         for ((_, key), records) in by_key {
-            let Some(rep) = records
+            let Some(latest) = records
                 .iter()
-                .max_by(|a, b| (a.activity_date, a.submission_id).cmp(&(b.activity_date, b.submission_id)))
+                .max_by_key(|(f, _, _)| (f.date, f.submission_id))
             else {
                 continue;
             };
-            let rep_dims: BTreeMap<String, String> = serde_json::from_str(&rep.dims).unwrap_or_default();
-            if !matches(&rep_dims, &req.filters) {
+            if !matches(interner.parsed(&latest.2), &req.filters) {
                 continue;
             }
             value += 1;
-            let rep_id = rep.submission_id;
-            for r in &records {
-                listed.push((
-                    r.submission_id,
-                    BehindRow {
-                        instance_id: String::new(),
-                        form_id: String::new(),
-                        review_state: String::new(),
-                        activity_date: Some(r.activity_date),
-                        hamlet_code: None,
-                        contribution: None,
-                        key: Some(key.clone()),
-                        counted: r.submission_id == rep_id,
-                        dims: serde_json::from_str(&r.dims).unwrap_or_default(),
-                        submission_id: r.submission_id,
-                    },
-                ));
+            let latest_id = latest.0.submission_id;
+            for (f, _, dims) in records {
+                listed.push(BehindRow {
+                    instance_id: String::new(),
+                    form_id: String::new(),
+                    review_state: String::new(),
+                    activity_date: Some(f.date),
+                    hamlet_code: Some(f.hamlet.to_string()),
+                    contribution: None,
+                    key: Some(key.to_string()),
+                    counted: f.submission_id == latest_id,
+                    dims: interner.parsed(dims).clone(),
+                    submission_id: f.submission_id,
+                });
             }
-        }
-        listed.sort_by_key(|(id, _)| *id);
-        let mut page: Vec<BehindRow> = listed
-            .into_iter()
-            .filter(|(id, _)| *id > req.after)
-            .map(|(_, r)| r)
-            .take(req.limit + 1)
-            .collect();
-        if page.len() > req.limit {
-            page.truncate(req.limit);
-            next = page.last().map(|r| r.submission_id);
-        }
-        let ids: Vec<i64> = page.iter().map(|r| r.submission_id).collect();
-        let info = submission_info(conn, &ids)?;
-        for mut r in page {
-            if let Some((instance, form, state, hamlet)) = info.get(&r.submission_id) {
-                r.instance_id = instance.clone();
-                r.form_id = form.clone();
-                r.review_state = state.clone();
-                r.hamlet_code = hamlet.clone();
-            }
-            rows_out.push(r);
         }
     } else {
-        // The number itself, from the cells.
-        let cells: Vec<(String, i64)> = on_conn!(conn, c => indicator_cells::table
-            .filter(indicator_cells::snapshot.eq(0))
-            .filter(indicator_cells::measure.eq(&m.id))
-            .filter(indicator_cells::basis.eq(req.basis.as_str()))
-            .filter(indicator_cells::map.eq(req.map.as_str()))
-            .filter(indicator_cells::level.eq(level.as_str()))
-            .filter(indicator_cells::period.eq(&period))
-            .filter(indicator_cells::area_id.eq_any(&area_list))
-            .select((indicator_cells::dims, indicator_cells::value))
-            .load(c))?;
-        for (d, v) in cells {
-            let d: BTreeMap<String, String> = serde_json::from_str(&d).unwrap_or_default();
-            if matches(&d, &req.filters) {
-                value += v;
+        let mut parts: BTreeMap<i64, (i64, Option<BTreeMap<String, String>>, NaiveDate, Arc<str>)> = BTreeMap::new();
+        for (f, _, dims) in &counted {
+            let d = interner.parsed(dims).clone();
+            if !matches(&d, &req.filters) {
+                continue;
             }
+            value += f.value;
+            let e = parts
+                .entry(f.submission_id)
+                .or_insert((0, None, f.date, f.hamlet.clone()));
+            e.0 += f.value;
+            // Several facts (a row per sex) share the dims they have in common.
+            e.1 = Some(match e.1.take() {
+                None => d,
+                Some(prev) => prev.into_iter().filter(|(k, v)| d.get(k) == Some(v)).collect(),
+            });
         }
-        // The submissions: those whose applied version falls in the period, recomputed.
-        let (from, to) = req.period.bounds();
-        let mut mask = vec![false; defs.measure_count()];
-        mask[usize::from(n)] = true;
-        let mut interner = Interner::default();
-        let mut after = req.after;
-        'scan: loop {
-            type Row = (i64, i64, String, String, Option<String>, Option<NaiveDate>, Option<String>, String, String, bool, bool);
-            let batch: Vec<Row> = on_conn!(conn, c => indicator_applied::table
-                .inner_join(submissions::table.on(submissions::id.eq(indicator_applied::submission_id)))
-                .inner_join(submission_versions::table.on(submission_versions::id.eq(indicator_applied::version_id)))
-                .filter(submissions::form_id.eq_any(&m.forms))
-                .filter(submission_versions::activity_date.ge(from))
-                .filter(submission_versions::activity_date.le(to))
-                .filter(submissions::id.gt(after))
-                .order(submissions::id)
-                .limit(500)
-                .select((
-                    submissions::id,
-                    submission_versions::id,
-                    submissions::form_id,
-                    submission_versions::fields,
-                    submission_versions::hamlet_code,
-                    submission_versions::activity_date,
-                    submission_versions::beneficiary_key,
-                    submissions::review_state,
-                    submissions::instance_id,
-                    indicator_applied::provisional,
-                    indicator_applied::confirmed,
-                ))
-                .load(c))?;
-            if batch.is_empty() {
-                break;
+        for (sid, (part, dims, date, hamlet)) in parts {
+            if part == 0 {
+                continue;
             }
-            for (sid, vid, form, fields, hamlet, date, key, state, instance, provisional, confirmed) in batch {
-                after = sid;
-                let input = Input {
-                    submission_id: sid,
-                    version_id: vid,
-                    form_id: form.clone(),
-                    fields: serde_json::from_str(&fields).unwrap_or_default(),
-                    hamlet_code: hamlet.clone(),
-                    activity_date: date,
-                    beneficiary_key: key,
-                    bases: Bases {
-                        provisional,
-                        confirmed,
-                    },
-                };
-                let c = contribution(defs, &index, &input, Some(&mask), &mut interner);
-                let mut part = 0i64;
-                let mut part_dims: Option<BTreeMap<String, String>> = None;
-                for (k, v) in &c.cells {
-                    if k.group.basis == req.basis
-                        && k.group.map == req.map
-                        && k.group.level == level
-                        && k.group.period == req.period
-                        && area_ids.contains(&k.group.area_id)
-                    {
-                        let d: BTreeMap<String, String> = serde_json::from_str(&k.dims).unwrap_or_default();
-                        if matches(&d, &req.filters) {
-                            part += v;
-                            // Several cells (a row per sex) share the dims they have in common.
-                            part_dims = Some(match part_dims {
-                                None => d,
-                                Some(prev) => prev
-                                    .into_iter()
-                                    .filter(|(k, v)| d.get(k) == Some(v))
-                                    .collect(),
-                            });
-                        }
-                    }
-                }
-                if part != 0 {
-                    if rows_out.len() == req.limit {
-                        next = rows_out.last().map(|r| r.submission_id);
-                        break 'scan;
-                    }
-                    rows_out.push(BehindRow {
-                        instance_id: instance,
-                        form_id: form,
-                        review_state: state,
-                        activity_date: date,
-                        hamlet_code: hamlet,
-                        contribution: Some(part),
-                        key: None,
-                        counted: true,
-                        dims: part_dims.unwrap_or_default(),
-                        submission_id: sid,
-                    });
-                }
-            }
+            listed.push(BehindRow {
+                instance_id: String::new(),
+                form_id: String::new(),
+                review_state: String::new(),
+                activity_date: Some(date),
+                hamlet_code: Some(hamlet.to_string()),
+                contribution: Some(part),
+                key: None,
+                counted: true,
+                dims: dims.unwrap_or_default(),
+                submission_id: sid,
+            });
+        }
+    }
+    listed.sort_by_key(|r| r.submission_id);
+    let mut page: Vec<BehindRow> = listed
+        .into_iter()
+        .filter(|r| r.submission_id > req.after)
+        .take(req.limit + 1)
+        .collect();
+    let mut next = None;
+    if page.len() > req.limit {
+        page.truncate(req.limit);
+        next = page.last().map(|r| r.submission_id);
+    }
+    let ids: Vec<i64> = page.iter().map(|r| r.submission_id).collect();
+    let info = submission_info(conn, &ids)?;
+    for r in &mut page {
+        if let Some((instance, form, state, _)) = info.get(&r.submission_id) {
+            r.instance_id = instance.clone();
+            r.form_id = form.clone();
+            r.review_state = state.clone();
         }
     }
     let area = roots.first().map(|r| (r.code.clone(), r.name.clone())).unwrap_or_default();
@@ -785,12 +804,12 @@ pub fn behind(
         area: area.0,
         area_name: area.1,
         level,
-        period,
+        period: req.period.to_string(),
         basis: req.basis.as_str(),
         map: req.map.as_str(),
         filters: req.filters.clone(),
         value,
-        submissions: rows_out,
+        submissions: page,
         next_cursor: next,
     })
 }

@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
 
-use super::contribution::{contribution, CellKey, Interner, Occurrence};
-use super::definition::{Definitions, Kind};
+use super::contribution::{add_facts, add_sum, facts_of, CellKey, Interner, Levels, StoredFact};
+use super::definition::Definitions;
 use super::registry::AreaIndex;
 use super::sql::Sql;
 use super::store;
@@ -24,8 +24,6 @@ pub const SCRATCH: i64 = -1;
 
 /// Submissions read per query.
 const BATCH: i64 = 2_000;
-/// Key occurrences buffered before they are written.
-const FLUSH: usize = 20_000;
 
 /// What to compute from: the submissions as they are now (current version, review state), or
 /// the contribution each has applied (to rebuild some measures consistently with the others).
@@ -38,8 +36,8 @@ pub enum Source {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
     pub submissions: u64,
+    pub facts: u64,
     pub cells: u64,
-    pub key_records: u64,
 }
 
 fn delete_figures(
@@ -54,7 +52,7 @@ fn delete_figures(
         .filter(|(n, _)| mask.get(usize::from(*n)).copied().unwrap_or(false))
         .map(|(_, m)| m.id.clone())
         .collect();
-    for table in ["indicator_cells", "indicator_keys"] {
+    for table in ["indicator_cells", "indicator_facts"] {
         let mut sql = Sql::new(conn, &format!("DELETE FROM {table} WHERE snapshot = "));
         sql.bind(snapshot);
         if !all {
@@ -73,7 +71,7 @@ pub fn drop_measures(conn: &mut Conn<'_>, ids: &[String]) -> Result<(), AppError
     if ids.is_empty() {
         return Ok(());
     }
-    for table in ["indicator_cells", "indicator_keys"] {
+    for table in ["indicator_cells", "indicator_facts"] {
         let mut sql = Sql::new(conn, &format!("DELETE FROM {table} WHERE snapshot = 0 AND measure IN ("));
         sql.list(ids).push(")");
         sql.execute(conn)?;
@@ -98,94 +96,39 @@ pub fn recompute(
         .flat_map(|(_, m)| m.forms.iter().map(String::as_str))
         .collect();
     let mut interner = Interner::default();
-    // Sums and counts of every form are added up in memory, then written once.
+    // Figures of sums are added up in memory fact by fact; facts of distinct keys wait until
+    // every fact of their key is known.
     let mut cells: HashMap<CellKey, i64> = HashMap::new();
-    let mut occurrences: Vec<(Occurrence, i64, chrono::NaiveDate)> = Vec::new();
+    let mut keyed: Vec<StoredFact> = Vec::new();
     for form in forms {
         let mut after = 0i64;
         loop {
             let batch = store::load_batch(conn, form, after, BATCH, source == Source::Applied)?;
             let Some(last) = batch.last() else { break };
             after = last.submission_id;
+            let mut facts: Vec<StoredFact> = Vec::new();
             for input in &batch {
                 report.submissions += 1;
-                let c = contribution(defs, index, input, Some(mask), &mut interner);
-                for (k, v) in c.cells {
-                    *cells.entry(k).or_insert(0) += v;
-                }
-                if let Some(date) = c.activity_date {
-                    occurrences.extend(
-                        c.occurrences
-                            .into_iter()
-                            .map(|o| (o, input.submission_id, date)),
-                    );
-                }
+                facts.extend(facts_of(defs, input, Some(mask), &mut interner));
             }
-            if occurrences.len() >= FLUSH {
-                flush(conn, defs, snapshot, &mut occurrences, &mut report)?;
+            report.facts += facts.len() as u64;
+            store::insert_facts(conn, defs, snapshot, &facts)?;
+            for f in facts {
+                if f.key.is_some() {
+                    keyed.push(f);
+                } else {
+                    add_sum(defs, index, &f, Levels::Stored, 1, &mut cells, &mut interner);
+                }
             }
         }
     }
-    flush(conn, defs, snapshot, &mut occurrences, &mut report)?;
+    add_facts(defs, index, &mut keyed, Levels::Stored, &mut cells, &mut interner);
     cells.retain(|_, v| *v != 0);
     let mut amounts: Vec<(&CellKey, i64)> = cells.iter().map(|(k, v)| (k, *v)).collect();
     amounts.sort();
-    report.cells += amounts.len() as u64;
+    report.cells = amounts.len() as u64;
     store::add_to_cells(conn, defs, snapshot, &amounts)?;
-    report.cells += distinct_cells(conn, defs, snapshot, mask)? as u64;
     Ok(report)
-}
-
-fn flush(
-    conn: &mut Conn<'_>,
-    defs: &Definitions,
-    snapshot: i64,
-    occurrences: &mut Vec<(Occurrence, i64, chrono::NaiveDate)>,
-    report: &mut Report,
-) -> Result<(), AppError> {
-    let rows: Vec<(&Occurrence, i64, chrono::NaiveDate)> =
-        occurrences.iter().map(|(o, s, d)| (o, *s, *d)).collect();
-    report.key_records += rows.len() as u64;
-    store::insert_occurrences(conn, defs, snapshot, &rows)?;
-    occurrences.clear();
-    Ok(())
-}
-
-/// Derives the cells of distinct measures from their key records in one statement: in each
-/// area and period a key counts once, with the dimensions of its latest record.
-fn distinct_cells(
-    conn: &mut Conn<'_>,
-    defs: &Definitions,
-    snapshot: i64,
-    mask: &[bool],
-) -> Result<usize, AppError> {
-    let ids: Vec<String> = defs
-        .numbered()
-        .filter(|(n, m)| {
-            m.kind == Kind::Distinct && mask.get(usize::from(*n)).copied().unwrap_or(false)
-        })
-        .map(|(_, m)| m.id.clone())
-        .collect();
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let mut sql = Sql::new(
-        conn,
-        "INSERT INTO indicator_cells (snapshot, measure, basis, map, level, period, area_id, dims, value) \
-         SELECT snapshot, measure, basis, map, level, period, area_id, dims, COUNT(*) FROM ( \
-           SELECT snapshot, measure, basis, map, level, period, area_id, dims, ROW_NUMBER() OVER ( \
-             PARTITION BY measure, basis, map, level, period, area_id, distinct_key \
-             ORDER BY activity_date DESC, submission_id DESC) AS rn \
-           FROM indicator_keys WHERE snapshot = ",
-    );
-    sql.bind(snapshot)
-        .push(" AND measure IN (")
-        .list(&ids)
-        .push(
-            ")) latest WHERE rn = 1 \
-             GROUP BY snapshot, measure, basis, map, level, period, area_id, dims",
-        );
-    sql.execute(conn)
 }
 
 /// Makes `indicator_applied` say what the live figures now contain: every submission's
@@ -220,7 +163,7 @@ pub struct Verification {
     /// Maintained cells missing from the recompute or with another value, and recomputed cells
     /// missing from the maintained ones.
     pub cells_differing: i64,
-    pub key_records_differing: i64,
+    pub facts_differing: i64,
     /// Submissions whose applied contribution is not their current version and review state.
     pub submissions_differing: i64,
     /// Up to 20 examples.
@@ -230,13 +173,12 @@ pub struct Verification {
 
 impl Verification {
     pub fn identical(&self) -> bool {
-        self.cells_differing == 0 && self.key_records_differing == 0 && self.submissions_differing == 0
+        self.cells_differing == 0 && self.facts_differing == 0 && self.submissions_differing == 0
     }
 }
 
 const CELL_COLUMNS: &str = "measure, basis, map, level, period, area_id, dims, value";
-const KEY_COLUMNS: &str =
-    "measure, distinct_key, basis, map, level, period, area_id, submission_id, activity_date, dims";
+const FACT_COLUMNS: &str = store::FACT_COLUMNS;
 
 fn except_count(conn: &mut Conn<'_>, table: &str, columns: &str, a: i64, b: i64) -> Result<i64, AppError> {
     let mut sql = Sql::new(
@@ -277,8 +219,8 @@ pub fn verify(conn: &mut Conn<'_>, defs: &Definitions, index: &AreaIndex) -> Res
     };
     v.cells_differing = except_count(conn, "indicator_cells", CELL_COLUMNS, LIVE, SCRATCH)?
         + except_count(conn, "indicator_cells", CELL_COLUMNS, SCRATCH, LIVE)?;
-    v.key_records_differing = except_count(conn, "indicator_keys", KEY_COLUMNS, LIVE, SCRATCH)?
-        + except_count(conn, "indicator_keys", KEY_COLUMNS, SCRATCH, LIVE)?;
+    v.facts_differing = except_count(conn, "indicator_facts", FACT_COLUMNS, LIVE, SCRATCH)?
+        + except_count(conn, "indicator_facts", FACT_COLUMNS, SCRATCH, LIVE)?;
     if v.cells_differing > 0 {
         v.examples.extend(except_examples(conn, LIVE, SCRATCH, "maintained")?);
         v.examples.extend(except_examples(conn, SCRATCH, LIVE, "recomputed")?);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Bool, Date, Text};
+use diesel::sql_types::{BigInt, Bool, Date, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{QueryableByName, RunQueryDsl};
 
@@ -19,6 +19,7 @@ pub const MAX_BINDS: usize = 30_000;
 #[derive(Debug, Clone)]
 pub enum Bind {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
     Date(NaiveDate),
     Bool(bool),
@@ -67,6 +68,7 @@ macro_rules! bound {
         for b in $sql.binds {
             q = match b {
                 Bind::Text(v) => q.bind::<Text, _>(v),
+                Bind::OptText(v) => q.bind::<Nullable<Text>, _>(v),
                 Bind::Int(v) => q.bind::<BigInt, _>(v),
                 Bind::Date(v) => q.bind::<Date, _>(v),
                 Bind::Bool(v) => q.bind::<Bool, _>(v),

@@ -1,19 +1,17 @@
 //! Reading submissions for the indicators and writing figures: the applied contribution of
 //! each submission, cell amounts (multi-row upserts) and key occurrences.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Text};
+use diesel::sql_types::{BigInt, Bool, Date, Nullable, Text};
 
-use super::contribution::{Bases, Basis, CellKey, Contribution, Group, Input, Interner, Occurrence};
+use super::contribution::{add_key, add_sum, Bases, CellKey, Input, Interner, Levels, StoredFact};
 use super::definition::Definitions;
-use super::period::Period;
-use super::registry::MapKind;
+use super::registry::AreaIndex;
 use super::sql::{Bind, Sql, MAX_BINDS};
-use crate::areas::Level;
 use crate::db::schema::{indicator_applied, indicator_cells, submission_versions, submissions};
 use crate::db::Conn;
 use crate::error::AppError;
@@ -276,35 +274,35 @@ pub fn add_to_cells(
     Ok(())
 }
 
-/// Inserts key occurrences of submissions into `snapshot`.
-pub fn insert_occurrences(
+/// Inserts facts into `snapshot`.
+pub fn insert_facts(
     conn: &mut Conn<'_>,
     defs: &Definitions,
     snapshot: i64,
-    rows: &[(&Occurrence, i64, NaiveDate)],
+    facts: &[StoredFact],
 ) -> Result<(), AppError> {
-    for chunk in rows.chunks(MAX_BINDS / 11) {
+    for chunk in facts.chunks(MAX_BINDS / 11) {
         let mut sql = Sql::new(
             conn,
-            "INSERT INTO indicator_keys (snapshot, measure, distinct_key, basis, map, level, period, area_id, submission_id, activity_date, dims) VALUES ",
+            "INSERT INTO indicator_facts (snapshot, submission_id, measure, seq, distinct_key, value, hamlet_code, activity_date, dims, provisional, confirmed) VALUES ",
         );
-        for (i, (o, sid, date)) in chunk.iter().enumerate() {
+        for (i, f) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(", ");
             }
-            let measure = defs.measure(o.measure).map(|m| m.id.clone()).unwrap_or_default();
+            let measure = defs.measure(f.measure).map(|m| m.id.clone()).unwrap_or_default();
             sql.row(vec![
                 snapshot.into(),
+                f.submission_id.into(),
                 measure.into(),
-                o.key.to_string().into(),
-                o.group.basis.as_str().into(),
-                o.group.map.as_str().into(),
-                o.group.level.as_str().into(),
-                o.group.period.to_string().into(),
-                o.group.area_id.into(),
-                (*sid).into(),
-                (*date).into(),
-                o.dims.to_string().into(),
+                f.seq.into(),
+                Bind::OptText(f.key.as_ref().map(|k| k.to_string())),
+                f.value.into(),
+                f.hamlet.to_string().into(),
+                f.date.into(),
+                f.dims.to_string().into(),
+                f.bases.provisional.into(),
+                f.bases.confirmed.into(),
             ]);
         }
         sql.execute(conn)?;
@@ -313,162 +311,175 @@ pub fn insert_occurrences(
 }
 
 #[derive(QueryableByName)]
-struct KeyRow {
-    #[diesel(sql_type = Text)]
-    basis: String,
-    #[diesel(sql_type = Text)]
-    map: String,
-    #[diesel(sql_type = Text)]
-    level: String,
-    #[diesel(sql_type = Text)]
-    period: String,
-    #[diesel(sql_type = BigInt)]
-    area_id: i64,
+pub struct FactRow {
     #[diesel(sql_type = BigInt)]
     submission_id: i64,
+    #[diesel(sql_type = Text)]
+    measure: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    distinct_key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    value: i64,
+    #[diesel(sql_type = Text)]
+    hamlet_code: String,
     #[diesel(sql_type = Date)]
     activity_date: NaiveDate,
     #[diesel(sql_type = Text)]
     dims: String,
+    #[diesel(sql_type = Bool)]
+    provisional: bool,
+    #[diesel(sql_type = Bool)]
+    confirmed: bool,
 }
 
-pub fn group_of(
-    basis: &str,
-    map: &str,
-    level: &str,
-    period: &str,
-    area_id: i64,
-) -> Result<Group, AppError> {
-    let corrupt = || AppError::internal("a stored indicator figure has an unknown basis, map or level");
-    Ok(Group {
-        basis: Basis::parse(basis).ok_or_else(corrupt)?,
-        map: MapKind::parse(map).ok_or_else(corrupt)?,
-        level: Level::parse(level).ok_or_else(corrupt)?,
-        period: Period::parse(period)?,
-        area_id,
-    })
+pub const FACT_COLUMNS: &str = "submission_id, measure, seq, distinct_key, value, hamlet_code, activity_date, dims, provisional, confirmed";
+
+/// Facts read from the database; those of measures no longer defined are left out.
+pub fn to_facts(defs: &Definitions, rows: Vec<FactRow>, interner: &mut Interner) -> Vec<StoredFact> {
+    rows.into_iter()
+        .filter_map(|r| {
+            Some(StoredFact {
+                measure: defs.number(&r.measure)?,
+                key: r.distinct_key.map(|k| interner.get(k)),
+                submission_id: r.submission_id,
+                seq: r.seq,
+                value: r.value,
+                hamlet: interner.get(r.hamlet_code),
+                date: r.activity_date,
+                dims: interner.get(r.dims),
+                bases: Bases {
+                    provisional: r.provisional,
+                    confirmed: r.confirmed,
+                },
+            })
+        })
+        .collect()
 }
 
-/// A key's record that decides its dimensions in a group: the latest by activity date, then
-/// by submission.
-type Record = (NaiveDate, i64, Arc<str>);
-
-fn representative(records: Option<&Vec<Record>>) -> Option<&Arc<str>> {
-    records?
-        .iter()
-        .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
-        .map(|r| &r.2)
-}
-
-/// Applies the change from `old` to `new` (the contributions of submission `sid` before and
-/// after) to the live figures; returns the change of every cell.
-pub fn apply(
+/// The live facts of one submission.
+pub fn facts_of_submission(
     conn: &mut Conn<'_>,
     defs: &Definitions,
     sid: i64,
-    old: &Contribution,
-    new: &Contribution,
+    interner: &mut Interner,
+) -> Result<Vec<StoredFact>, AppError> {
+    let mut sql = Sql::new(
+        conn,
+        &format!("SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND submission_id = "),
+    );
+    sql.bind(sid);
+    let mut facts = to_facts(defs, sql.load(conn)?, interner);
+    facts.sort();
+    Ok(facts)
+}
+
+/// Lists longer than this are filtered in memory rather than by an IN list.
+const MAX_IN_LIST: usize = 500;
+
+/// The live facts of some measures in a date range, for some hamlets (all when the list is
+/// empty or long).
+pub fn facts_in(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    measures: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    hamlets: &[String],
+    interner: &mut Interner,
+) -> Result<Vec<StoredFact>, AppError> {
+    if measures.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(
+        conn,
+        &format!("SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND measure IN ("),
+    );
+    sql.list(measures)
+        .push(") AND activity_date >= ")
+        .bind(from)
+        .push(" AND activity_date <= ")
+        .bind(to);
+    let filtered = !hamlets.is_empty() && hamlets.len() <= MAX_IN_LIST;
+    if filtered {
+        sql.push(" AND hamlet_code IN (").list(hamlets).push(")");
+    }
+    let mut facts = to_facts(defs, sql.load(conn)?, interner);
+    if !hamlets.is_empty() && !filtered {
+        let wanted: std::collections::HashSet<&str> = hamlets.iter().map(String::as_str).collect();
+        facts.retain(|f| wanted.contains(&*f.hamlet));
+    }
+    Ok(facts)
+}
+
+/// The live facts of one key of one measure, from every submission.
+fn facts_of_key(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    measure: &str,
+    key: &str,
+    interner: &mut Interner,
+) -> Result<Vec<StoredFact>, AppError> {
+    let mut sql = Sql::new(
+        conn,
+        &format!("SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND measure = "),
+    );
+    sql.bind(measure).push(" AND distinct_key = ").bind(key);
+    Ok(to_facts(defs, sql.load(conn)?, interner))
+}
+
+/// Replaces the live facts of submission `sid` (`old`, as stored) with `new` and applies the
+/// difference to the live figures; returns the change of every cell.
+pub fn apply(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    index: &AreaIndex,
+    sid: i64,
+    old: &[StoredFact],
+    new: &[StoredFact],
     interner: &mut Interner,
 ) -> Result<HashMap<CellKey, i64>, AppError> {
-    let mut delta: HashMap<CellKey, i64> = new.cells.clone();
-    for (k, v) in &old.cells {
-        *delta.entry(k.clone()).or_insert(0) -= v;
+    let mut delta: HashMap<CellKey, i64> = HashMap::new();
+    if old == new {
+        return Ok(delta);
     }
-
-    let by_key = |c: &Contribution| {
-        let mut m: BTreeMap<(u16, Arc<str>), Vec<(Group, Arc<str>)>> = BTreeMap::new();
-        for o in &c.occurrences {
-            m.entry((o.measure, o.key.clone()))
-                .or_default()
-                .push((o.group, o.dims.clone()));
-        }
-        m
-    };
-    let (old_keys, new_keys) = (by_key(old), by_key(new));
-    let touched: BTreeSet<&(u16, Arc<str>)> = old_keys.keys().chain(new_keys.keys()).collect();
-    let mut inserts: Vec<(Occurrence, i64, NaiveDate)> = Vec::new();
-    for mk in touched {
-        let (was, now) = (old_keys.get(mk), new_keys.get(mk));
-        if was == now && old.activity_date == new.activity_date {
-            continue;
-        }
-        let (n, key) = mk;
-        let measure = defs.measure(*n).map(|m| m.id.clone()).unwrap_or_default();
+    for f in new.iter().filter(|f| f.key.is_none()) {
+        add_sum(defs, index, f, Levels::Stored, 1, &mut delta, interner);
+    }
+    for f in old.iter().filter(|f| f.key.is_none()) {
+        add_sum(defs, index, f, Levels::Stored, -1, &mut delta, interner);
+    }
+    // A key's cells depend on all its facts: its cells before and after, from every
+    // submission's facts, give the change.
+    let touched: BTreeSet<(u16, Arc<str>)> = old
+        .iter()
+        .chain(new)
+        .filter_map(|f| f.key.clone().map(|k| (f.measure, k)))
+        .collect();
+    for (n, key) in touched {
+        let measure = defs.measure(n).map(|m| m.id.clone()).unwrap_or_default();
         lock(conn, &format!("key:{measure}:{key}"))?;
-        let mut sql = Sql::new(
-            conn,
-            "SELECT basis, map, level, period, area_id, submission_id, activity_date, dims FROM indicator_keys WHERE snapshot = 0 AND measure = ",
-        );
-        sql.bind(measure.as_str()).push(" AND distinct_key = ").bind(key.to_string());
-        let rows: Vec<KeyRow> = sql.load(conn)?;
-        let mut before: HashMap<Group, Vec<Record>> = HashMap::new();
-        for r in rows {
-            let g = group_of(&r.basis, &r.map, &r.level, &r.period, r.area_id)?;
-            before
-                .entry(g)
-                .or_default()
-                .push((r.activity_date, r.submission_id, interner.get(r.dims)));
-        }
-        let mut after = before.clone();
-        for records in after.values_mut() {
-            records.retain(|r| r.1 != sid);
-        }
-        if let (Some(list), Some(date)) = (now, new.activity_date) {
-            for (g, dims) in list {
-                after.entry(*g).or_default().push((date, sid, dims.clone()));
-                inserts.push((
-                    Occurrence {
-                        measure: *n,
-                        key: key.clone(),
-                        group: *g,
-                        dims: dims.clone(),
-                    },
-                    sid,
-                    date,
-                ));
-            }
-        }
-        let groups: BTreeSet<Group> = was
+        let others: Vec<StoredFact> = facts_of_key(conn, defs, &measure, &key, interner)?
             .into_iter()
-            .chain(now)
-            .flatten()
-            .map(|(g, _)| *g)
+            .filter(|f| f.submission_id != sid)
             .collect();
-        for g in groups {
-            let (rb, ra) = (representative(before.get(&g)), representative(after.get(&g)));
-            if rb == ra {
-                continue;
-            }
-            if let Some(d) = rb {
-                *delta
-                    .entry(CellKey {
-                        measure: *n,
-                        group: g,
-                        dims: d.clone(),
-                    })
-                    .or_insert(0) -= 1;
-            }
-            if let Some(d) = ra {
-                *delta
-                    .entry(CellKey {
-                        measure: *n,
-                        group: g,
-                        dims: d.clone(),
-                    })
-                    .or_insert(0) += 1;
-            }
-        }
-        let mut del = Sql::new(conn, "DELETE FROM indicator_keys WHERE snapshot = 0 AND measure = ");
-        del.bind(measure.as_str())
-            .push(" AND distinct_key = ")
-            .bind(key.to_string())
-            .push(" AND submission_id = ")
-            .bind(sid);
-        del.execute(conn)?;
+        let mine = |facts: &[StoredFact]| -> Vec<StoredFact> {
+            facts
+                .iter()
+                .filter(|f| f.measure == n && f.key.as_ref() == Some(&key))
+                .cloned()
+                .collect()
+        };
+        let before: Vec<StoredFact> = others.iter().cloned().chain(mine(old)).collect();
+        let after: Vec<StoredFact> = others.into_iter().chain(mine(new)).collect();
+        add_key(defs, index, &before, Levels::Stored, -1, &mut delta, interner);
+        add_key(defs, index, &after, Levels::Stored, 1, &mut delta, interner);
     }
-    let rows: Vec<(&Occurrence, i64, NaiveDate)> =
-        inserts.iter().map(|(o, s, d)| (o, *s, *d)).collect();
-    insert_occurrences(conn, defs, 0, &rows)?;
+    let mut del = Sql::new(conn, "DELETE FROM indicator_facts WHERE snapshot = 0 AND submission_id = ");
+    del.bind(sid);
+    del.execute(conn)?;
+    insert_facts(conn, defs, 0, new)?;
 
     delta.retain(|_, v| *v != 0);
     let mut amounts: Vec<(&CellKey, i64)> = delta.iter().map(|(k, v)| (k, *v)).collect();
