@@ -102,6 +102,10 @@ pub struct ServeArgs {
         default_value_t = 5000.0
     )]
     pub far_from_hamlet_metres: f64,
+    /// A folder of indicator definitions (`*.toml`) that add to or replace the shipped ones
+    /// (same file name); figures of changed indicators are rebuilt at start.
+    #[arg(long, env = "FIELDTALLY_INDICATORS_DIR")]
+    pub indicators_dir: Option<PathBuf>,
 }
 
 /// Where the data keys that protect personal data are read from.

@@ -17,6 +17,7 @@ pub mod fieldwork;
 pub mod forms;
 pub mod fsck;
 pub mod geotag;
+pub mod indicators;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
@@ -75,6 +76,10 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
     ensure_admin(&db).await?;
     load_shipped_forms(&db).await?;
     load_shipped_areas(&db).await?;
+    let indicators = Arc::new(indicators::Indicators::load(
+        args.indicators_dir.as_deref(),
+    )?);
+    sync_indicators(&db, &indicators).await?;
     Ok(AppState {
         db,
         config: Config::from(args),
@@ -85,7 +90,31 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         data_keys,
         metrics: Default::default(),
         geometry_cache: Default::default(),
+        indicators,
     })
+}
+
+/// Rebuilds the figures of indicators whose definitions changed since the last start (all of
+/// them on a new database or after the area registry changed).
+async fn sync_indicators(
+    db: &Db,
+    indicators: &Arc<indicators::Indicators>,
+) -> Result<(), AppError> {
+    let ind = indicators.clone();
+    let report = db
+        .write(move |conn| indicators::sync(conn, &ind))
+        .await
+        .map_err(|e| AppError::internal(format!("indicator definitions failed to load: {e}")))?;
+    if report.full || !report.rebuilt.is_empty() || !report.dropped.is_empty() {
+        tracing::info!(
+            full = report.full,
+            rebuilt = report.rebuilt.len(),
+            dropped = report.dropped.len(),
+            submissions = report.report.submissions,
+            "indicator figures rebuilt"
+        );
+    }
+    Ok(())
 }
 
 async fn ensure_admin(db: &Db) -> Result<(), AppError> {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fieldtally::config::{DataKeyArgs, DatabaseArgs, ServeArgs};
 use fieldtally::db;
+use fieldtally::indicators::{self, Indicators};
 use fieldtally::users::{self, NewUser, Role};
 
 #[derive(Parser)]
@@ -68,6 +69,38 @@ enum Command {
     Areas {
         #[command(subcommand)]
         command: AreasCommand,
+    },
+    /// Project 8 indicator figures, targets and baselines.
+    Indicators {
+        #[command(subcommand)]
+        command: IndicatorsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndicatorsCommand {
+    /// Recompute every figure from the raw submissions (the maintained figures are replaced).
+    Recompute {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Recompute every figure into a scratch copy and compare it with the maintained figures;
+    /// exits with status 1 if they differ.
+    Verify {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Import targets from a CSV file (columns indicator, measure, area, year, target, on).
+    ImportTargets {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Import baselines from a CSV file (columns baseline, area, year, value, on).
+    ImportBaselines {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -292,6 +325,9 @@ fn main() -> anyhow::Result<()> {
                     let report = import::import(c, kind, &bytes)?;
                     // Hamlets may have moved: what supervisors see follows the registry.
                     fieldtally::scope::reindex_all_areas(c)?;
+                    // Hamlets may have moved: the figures follow in the same transaction.
+                    let indicators = Indicators::in_effect(c)?;
+                    indicators::recompute_all(c, &indicators, "area registry changed")?;
                     Ok::<_, fieldtally::error::AppError>(report)
                 })
                 .with_context(|| format!("{name}: nothing was imported"))?;
@@ -299,6 +335,79 @@ fn main() -> anyhow::Result<()> {
                 "Imported {name}: {} areas added, {} updated, {} successions linked",
                 report.created, report.updated, report.linked
             );
+            Ok(())
+        }
+        Command::Indicators { command } => run_indicators(command),
+    }
+}
+
+fn run_indicators(command: IndicatorsCommand) -> anyhow::Result<()> {
+    use fieldtally::indicators::targets;
+    match command {
+        IndicatorsCommand::Recompute { db } => {
+            let mut conn = open(&db)?;
+            let report = conn.conn().write_transaction(|c| {
+                let indicators = Indicators::in_effect(c)?;
+                indicators::recompute_all(c, &indicators, "recomputed on request")
+            })?;
+            println!(
+                "Recomputed the indicators from {} submissions: {} facts, {} figures",
+                report.submissions, report.facts, report.cells
+            );
+            Ok(())
+        }
+        IndicatorsCommand::Verify { db } => {
+            let mut conn = open(&db)?;
+            let v = conn.conn().write_transaction(|c| {
+                let indicators = Indicators::in_effect(c)?;
+                indicators::verify(c, &indicators)
+            })?;
+            println!(
+                "Recomputed {} submissions: {} figures differ, {} facts differ, {} submissions not up to date",
+                v.recomputed.submissions, v.cells_differing, v.facts_differing, v.submissions_differing
+            );
+            for e in &v.examples {
+                println!("  {e}");
+            }
+            if v.identical() {
+                println!("The maintained figures equal a full recompute.");
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        IndicatorsCommand::ImportTargets { file, db } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = targets::parse_csv::<targets::TargetInput>(&bytes)
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            let mut conn = open(&db)?;
+            let n = conn
+                .conn()
+                .write_transaction(|c| {
+                    let indicators = Indicators::in_effect(c)?;
+                    let index = indicators.area_index(c)?;
+                    targets::import_targets(c, indicators.definitions(), &index, &rows)
+                })
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            println!("Imported {n} targets");
+            Ok(())
+        }
+        IndicatorsCommand::ImportBaselines { file, db } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let rows = targets::parse_csv::<targets::BaselineInput>(&bytes)
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            let mut conn = open(&db)?;
+            let n = conn
+                .conn()
+                .write_transaction(|c| {
+                    let indicators = Indicators::in_effect(c)?;
+                    let index = indicators.area_index(c)?;
+                    targets::import_baselines(c, indicators.definitions(), &index, &rows)
+                })
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            println!("Imported {n} baselines");
             Ok(())
         }
     }

@@ -14,6 +14,7 @@ use crate::audit::{self, Actor};
 use crate::db::schema::{submission_comments, submission_reviews, submissions, users};
 use crate::db::Conn;
 use crate::error::AppError;
+use crate::indicators::{self, Indicators};
 use crate::scope::{self, Capability, Scope};
 use crate::users::now;
 use crate::{in_area_with_flag, on_conn, visible_submissions};
@@ -138,6 +139,7 @@ fn target(conn: &mut Conn<'_>, scope: &Scope, instance_id: &str) -> Result<Targe
 /// Records one state change: history row, current state, audit entry.
 fn apply(
     conn: &mut Conn<'_>,
+    indicators: &Indicators,
     actor: &Actor,
     t: &Target,
     state: State,
@@ -161,6 +163,8 @@ fn apply(
             submissions::updated_at.eq(at),
         ))
         .execute(c))?;
+    // In the same transaction: the confirmed and provisional figures follow the decision.
+    indicators::refresh_submission(conn, indicators, t.id, Some(actor.id))?;
     audit::record(
         conn,
         actor,
@@ -181,6 +185,7 @@ pub struct Reviewed {
 /// Reviews one submission. Runs in the writer.
 pub fn review_one(
     conn: &mut Conn<'_>,
+    indicators: &Indicators,
     scope: &Scope,
     instance_id: &str,
     decision: &Decision,
@@ -189,6 +194,7 @@ pub fn review_one(
     let t = target(conn, scope, instance_id)?;
     apply(
         conn,
+        indicators,
         &Actor::from(scope),
         &t,
         decision.state,
@@ -386,6 +392,7 @@ fn too_many() -> AppError {
 /// for a dry run).
 pub fn review_bulk(
     conn: &mut Conn<'_>,
+    indicators: &Indicators,
     scope: &Scope,
     selection: &Selection,
     decision: &Decision,
@@ -413,6 +420,7 @@ pub fn review_bulk(
     for t in &targets {
         apply(
             conn,
+            indicators,
             &actor,
             t,
             decision.state,

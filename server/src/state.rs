@@ -8,6 +8,7 @@ use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::crypto::DataKeys;
 use crate::db::Db;
+use crate::indicators::Indicators;
 use crate::metrics::Metrics;
 use crate::openrosa::FormCache;
 use crate::settings::Secrets;
@@ -23,4 +24,6 @@ pub struct AppState {
     pub data_keys: Arc<DataKeys>,
     pub metrics: Arc<Metrics>,
     pub geometry_cache: GeometryCache,
+    /// The indicator definitions in use and the area registry they place submissions in.
+    pub indicators: Arc<Indicators>,
 }

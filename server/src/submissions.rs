@@ -78,6 +78,7 @@ pub enum Outcome {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Stored {
+    pub submission_id: i64,
     pub outcome: Outcome,
     /// Attachments the instance names that have not arrived yet.
     pub missing: i64,
@@ -302,7 +303,8 @@ pub fn precheck(conn: &mut Conn<'_>, id: &fieldtally_forms::Identity) -> Result<
     Ok(())
 }
 
-/// Stores a submission POST. Runs inside the writer's transaction.
+/// Stores a submission POST. Runs inside the writer's transaction; the caller brings the
+/// indicators up to date in the same transaction (`indicators::refresh_submission`).
 pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
     let id = &inc.identity;
     if let Some(existing) = version_by_instance(conn, &id.instance_id)? {
@@ -314,6 +316,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         }
         add_files(conn, existing.id, inc)?;
         return Ok(Stored {
+            submission_id: existing.submission_id,
             outcome: Outcome::Duplicate,
             missing: missing_count(conn, existing.id)?,
         });
@@ -334,6 +337,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 .execute(c))?;
         }
         return Ok(Stored {
+            submission_id: newer.submission_id,
             outcome: Outcome::OlderVersion,
             missing: missing_count(conn, version_id)?,
         });
@@ -387,6 +391,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 .execute(c))?;
             crate::scope::index_areas(conn, old.submission_id)?;
             return Ok(Stored {
+                submission_id: old.submission_id,
                 outcome: Outcome::Edited,
                 missing: missing_count(conn, version_id)?,
             });
@@ -408,6 +413,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
     crate::scope::index_areas(conn, submission_id)?;
     Ok(Stored {
+        submission_id,
         outcome: Outcome::Created,
         missing: missing_count(conn, version_id)?,
     })

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod fieldwork;
 mod forms;
+mod indicators;
 pub(crate) mod submissions;
 mod users;
 
@@ -25,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(areas::routes)
             .configure(submissions::routes)
             .configure(audit::routes)
+            .configure(indicators::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",

@@ -413,11 +413,12 @@ async fn review_one(
     let id = path.into_inner();
     let body = body.into_inner();
     let decision = Decision::new(&body.state, body.comment.as_deref())?;
+    let indicators = state.indicators.clone();
     let done = state
         .db
         .write(move |conn| {
             let scope = user.scope(conn)?;
-            review::review_one(conn, &scope, &id, &decision)
+            review::review_one(conn, &indicators, &scope, &id, &decision)
         })
         .await?;
     Ok(HttpResponse::Ok().json(done))
@@ -458,12 +459,21 @@ async fn review_bulk(
         }
     };
     let (dry_run, expected) = (body.dry_run, body.expected_count);
+    let indicators = state.indicators.clone();
     let outcome = if dry_run {
         state
             .db
             .read(move |conn| {
                 let scope = user.scope(conn)?;
-                review::review_bulk(conn, &scope, &selection, &decision, true, expected)
+                review::review_bulk(
+                    conn,
+                    &indicators,
+                    &scope,
+                    &selection,
+                    &decision,
+                    true,
+                    expected,
+                )
             })
             .await?
     } else {
@@ -471,7 +481,15 @@ async fn review_bulk(
             .db
             .write(move |conn| {
                 let scope = user.scope(conn)?;
-                review::review_bulk(conn, &scope, &selection, &decision, false, expected)
+                review::review_bulk(
+                    conn,
+                    &indicators,
+                    &scope,
+                    &selection,
+                    &decision,
+                    false,
+                    expected,
+                )
             })
             .await?
     };

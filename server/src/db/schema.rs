@@ -292,6 +292,100 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    indicator_cells (snapshot, measure, basis, map, level, period, area_id, dims) {
+        snapshot -> BigInt,
+        measure -> Text,
+        basis -> Text,
+        map -> Text,
+        level -> Text,
+        period -> Text,
+        area_id -> BigInt,
+        dims -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
+    indicator_facts (snapshot, submission_id, measure, seq) {
+        snapshot -> BigInt,
+        submission_id -> BigInt,
+        measure -> Text,
+        seq -> BigInt,
+        distinct_key -> Nullable<Text>,
+        value -> BigInt,
+        hamlet_code -> Text,
+        activity_date -> Date,
+        dims -> Text,
+        provisional -> Bool,
+        confirmed -> Bool,
+    }
+}
+
+diesel::table! {
+    indicator_applied (submission_id) {
+        submission_id -> BigInt,
+        version_id -> BigInt,
+        provisional -> Bool,
+        confirmed -> Bool,
+    }
+}
+
+diesel::table! {
+    indicator_definitions (indicator) {
+        indicator -> Text,
+        source -> Text,
+        fingerprints -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    indicator_targets (snapshot, indicator, measure, area_id, year) {
+        snapshot -> BigInt,
+        indicator -> Text,
+        measure -> Text,
+        area_id -> BigInt,
+        year -> BigInt,
+        target -> Double,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    indicator_baselines (snapshot, baseline, area_id, year) {
+        snapshot -> BigInt,
+        baseline -> Text,
+        area_id -> BigInt,
+        year -> BigInt,
+        value -> Double,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    indicator_periods (id) {
+        id -> BigInt,
+        period -> Text,
+        closed_at -> Timestamp,
+        closed_by -> Nullable<BigInt>,
+        note -> Nullable<Text>,
+        definitions -> Text,
+    }
+}
+
+diesel::table! {
+    indicator_revisions (id) {
+        id -> BigInt,
+        period_id -> BigInt,
+        submission_id -> Nullable<BigInt>,
+        reason -> Text,
+        user_id -> Nullable<BigInt>,
+        at -> Timestamp,
+        changes -> Text,
+    }
+}
+
 diesel::joinable!(app_keys -> users (user_id));
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(form_media -> form_versions (form_version_id));
@@ -335,4 +429,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     web_sessions,
     submission_areas,
+    indicator_cells,
+    indicator_facts,
+    indicator_applied,
+    indicator_definitions,
+    indicator_targets,
+    indicator_baselines,
+    indicator_periods,
+    indicator_revisions,
 );

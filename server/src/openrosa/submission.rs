@@ -23,6 +23,7 @@ use crate::auth::replay;
 use crate::auth::Collector;
 use crate::error::{AppError, OpenRosaError};
 use crate::forms;
+use crate::indicators;
 use crate::protection;
 use crate::state::AppState;
 use crate::submissions::{self, Incoming, IncomingFile, Outcome, Stored};
@@ -429,13 +430,25 @@ async fn receive(
         consent,
     });
     let nonce_use = collector.nonce_use;
+    let indicators = state.indicators.clone();
+    let collector_id = collector.user.id;
     let result = state
         .db
         .write(move |conn| {
             if let Some(u) = &nonce_use {
                 replay::record(conn, u, incoming.received_at)?;
             }
-            submissions::store(conn, &incoming)
+            let stored = submissions::store(conn, &incoming)?;
+            if stored.outcome != Outcome::Duplicate {
+                // In the same transaction: the figures never lag behind the data.
+                indicators::refresh_submission(
+                    conn,
+                    &indicators,
+                    stored.submission_id,
+                    Some(collector_id),
+                )?;
+            }
+            Ok(stored)
         })
         .await;
     drop(blob_lock);

@@ -462,12 +462,15 @@ async fn bulk(
         Selection::Ids(form.all("ids"))
     };
     let scope = user.scope.clone();
+    let indicators = state.indicators.clone();
     let confirmed = form.get("confirm") == Some("yes");
     if !confirmed {
         let (sel, dec) = (selection.clone(), decision.clone());
         let outcome = state
             .db
-            .read(move |conn| review::review_bulk(conn, &scope, &sel, &dec, true, None))
+            .read(move |conn| {
+                review::review_bulk(conn, &indicators, &scope, &sel, &dec, true, None)
+            })
             .await
             .map_err(ui)?;
         return Ok(html(
@@ -479,7 +482,15 @@ async fn bulk(
     let outcome = state
         .db
         .write(move |conn| {
-            review::review_bulk(conn, &scope, &selection, &decision, false, expected)
+            review::review_bulk(
+                conn,
+                &indicators,
+                &scope,
+                &selection,
+                &decision,
+                false,
+                expected,
+            )
         })
         .await
         .map_err(ui)?;
@@ -563,10 +574,11 @@ async fn review_one(
     let decision = Decision::new(form.get("state").unwrap_or_default(), form.get("comment"))
         .map_err(|e| UiError::app(e, lang))?;
     let scope = user.scope.clone();
+    let indicators = state.indicators.clone();
     let i = id.clone();
     state
         .db
-        .write(move |conn| review::review_one(conn, &scope, &i, &decision))
+        .write(move |conn| review::review_one(conn, &indicators, &scope, &i, &decision))
         .await
         .map_err(|e| UiError::app(e, lang))?;
     Ok(back_to(&id, "#review"))

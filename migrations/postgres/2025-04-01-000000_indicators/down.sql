@@ -1,0 +1,9 @@
+DROP INDEX areas_updated;
+DROP TABLE indicator_revisions;
+DROP TABLE indicator_periods;
+DROP TABLE indicator_baselines;
+DROP TABLE indicator_targets;
+DROP TABLE indicator_definitions;
+DROP TABLE indicator_applied;
+DROP TABLE indicator_facts;
+DROP TABLE indicator_cells;

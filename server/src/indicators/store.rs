@@ -1,0 +1,513 @@
+//! Reading submissions for the indicators and writing figures: the applied contribution of
+//! each submission, cell amounts (multi-row upserts) and key occurrences.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Date, Nullable, Text};
+
+use super::contribution::{add_key, add_sum, Bases, CellKey, Input, Interner, Levels, StoredFact};
+use super::definition::Definitions;
+use super::registry::AreaIndex;
+use super::sql::{Bind, Sql, MAX_BINDS};
+use crate::db::schema::{indicator_applied, indicator_cells, submission_versions, submissions};
+use crate::db::Conn;
+use crate::error::AppError;
+use crate::on_conn;
+
+/// Serializes, until the end of the transaction, changes to one submission's contribution or
+/// to one key's records across server instances sharing a PostgreSQL database (within one
+/// instance the single writer already does). SQLite has one writer at a time anyway.
+pub fn lock(conn: &mut Conn<'_>, what: &str) -> Result<(), AppError> {
+    if matches!(conn, Conn::Pg(_)) {
+        let mut sql = Sql::new(conn, "SELECT pg_advisory_xact_lock(hashtextextended(");
+        sql.bind(format!("fieldtally:{what}")).push(", 0))");
+        sql.execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The contribution a submission has applied: which version, counted in which bases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub version_id: i64,
+    pub bases: Bases,
+}
+
+pub fn applied(conn: &mut Conn<'_>, submission_id: i64) -> Result<Option<Applied>, AppError> {
+    let row: Option<(i64, bool, bool)> = on_conn!(conn, c => indicator_applied::table
+        .find(submission_id)
+        .select((
+            indicator_applied::version_id,
+            indicator_applied::provisional,
+            indicator_applied::confirmed,
+        ))
+        .first(c)
+        .optional())?;
+    Ok(row.map(|(version_id, provisional, confirmed)| Applied {
+        version_id,
+        bases: Bases {
+            provisional,
+            confirmed,
+        },
+    }))
+}
+
+pub fn set_applied(
+    conn: &mut Conn<'_>,
+    submission_id: i64,
+    applied: Option<Applied>,
+) -> Result<(), AppError> {
+    on_conn!(conn, c => diesel::delete(indicator_applied::table.find(submission_id)).execute(c))?;
+    if let Some(a) = applied {
+        on_conn!(conn, c => diesel::insert_into(indicator_applied::table)
+            .values((
+                indicator_applied::submission_id.eq(submission_id),
+                indicator_applied::version_id.eq(a.version_id),
+                indicator_applied::provisional.eq(a.bases.provisional),
+                indicator_applied::confirmed.eq(a.bases.confirmed),
+            ))
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+type InputRow = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    String,
+);
+
+fn input(row: InputRow, bases: Option<Bases>) -> Result<Input, AppError> {
+    let (submission_id, version_id, form_id, fields, hamlet_code, activity_date, key, state) = row;
+    Ok(Input {
+        submission_id,
+        version_id,
+        form_id,
+        fields: serde_json::from_str(&fields)
+            .map_err(|e| AppError::internal(format!("stored fields are not JSON: {e}")))?,
+        hamlet_code,
+        activity_date,
+        beneficiary_key: key,
+        bases: bases.unwrap_or_else(|| Bases::of_state(&state)),
+    })
+}
+
+/// A version of a submission, counted in `bases` (its review state's when `None`).
+pub fn load_version(
+    conn: &mut Conn<'_>,
+    submission_id: i64,
+    version: Option<i64>,
+    bases: Option<Bases>,
+) -> Result<Option<Input>, AppError> {
+    let row: Option<InputRow> = on_conn!(conn, c => {
+        let q = submissions::table
+            .inner_join(submission_versions::table.on(submission_versions::submission_id.eq(submissions::id)))
+            .filter(submissions::id.eq(submission_id))
+            .select((
+                submissions::id,
+                submission_versions::id,
+                submissions::form_id,
+                submission_versions::fields,
+                submission_versions::hamlet_code,
+                submission_versions::activity_date,
+                submission_versions::beneficiary_key,
+                submissions::review_state,
+            ))
+            .into_boxed();
+        let q = match version {
+            Some(v) => q.filter(submission_versions::id.eq(v)),
+            None => q.filter(submission_versions::is_current.eq(true)),
+        };
+        q.first(c).optional()
+    })?;
+    row.map(|r| input(r, bases)).transpose()
+}
+
+/// Submissions of a form after `after_id`, in id order: their current version and review
+/// state, or (`from_applied`) the version and bases they have applied.
+pub fn load_batch(
+    conn: &mut Conn<'_>,
+    form_id: &str,
+    after_id: i64,
+    limit: i64,
+    from_applied: bool,
+) -> Result<Vec<Input>, AppError> {
+    if from_applied {
+        let rows: Vec<(InputRow, (bool, bool))> = on_conn!(conn, c => indicator_applied::table
+            .inner_join(submissions::table.on(submissions::id.eq(indicator_applied::submission_id)))
+            .inner_join(submission_versions::table.on(submission_versions::id.eq(indicator_applied::version_id)))
+            .filter(submissions::form_id.eq(form_id))
+            .filter(submissions::id.gt(after_id))
+            .order(submissions::id)
+            .limit(limit)
+            .select((
+                (
+                    submissions::id,
+                    submission_versions::id,
+                    submissions::form_id,
+                    submission_versions::fields,
+                    submission_versions::hamlet_code,
+                    submission_versions::activity_date,
+                    submission_versions::beneficiary_key,
+                    submissions::review_state,
+                ),
+                (indicator_applied::provisional, indicator_applied::confirmed),
+            ))
+            .load(c))?;
+        rows.into_iter()
+            .map(|(r, (provisional, confirmed))| {
+                input(
+                    r,
+                    Some(Bases {
+                        provisional,
+                        confirmed,
+                    }),
+                )
+            })
+            .collect()
+    } else {
+        let rows: Vec<InputRow> = on_conn!(conn, c => submissions::table
+            .inner_join(submission_versions::table.on(
+                submission_versions::submission_id.eq(submissions::id)
+                    .and(submission_versions::is_current.eq(true)),
+            ))
+            .filter(submissions::form_id.eq(form_id))
+            .filter(submissions::id.gt(after_id))
+            .order(submissions::id)
+            .limit(limit)
+            .select((
+                submissions::id,
+                submission_versions::id,
+                submissions::form_id,
+                submission_versions::fields,
+                submission_versions::hamlet_code,
+                submission_versions::activity_date,
+                submission_versions::beneficiary_key,
+                submissions::review_state,
+            ))
+            .load(c))?;
+        rows.into_iter().map(|r| input(r, None)).collect()
+    }
+}
+
+fn cell_values(defs: &Definitions, snapshot: i64, k: &CellKey, value: i64) -> Vec<Bind> {
+    let measure = defs
+        .measure(k.measure)
+        .map(|m| m.id.clone())
+        .unwrap_or_default();
+    vec![
+        snapshot.into(),
+        measure.into(),
+        k.group.basis.as_str().into(),
+        k.group.map.as_str().into(),
+        k.group.level.as_str().into(),
+        k.group.period.to_string().into(),
+        k.group.area_id.into(),
+        k.dims.to_string().into(),
+        value.into(),
+    ]
+}
+
+#[derive(QueryableByName)]
+struct CellRow {
+    #[diesel(sql_type = Text)]
+    measure: String,
+    #[diesel(sql_type = Text)]
+    basis: String,
+    #[diesel(sql_type = Text)]
+    map: String,
+    #[diesel(sql_type = Text)]
+    level: String,
+    #[diesel(sql_type = Text)]
+    period: String,
+    #[diesel(sql_type = BigInt)]
+    area_id: i64,
+    #[diesel(sql_type = Text)]
+    dims: String,
+    #[diesel(sql_type = BigInt)]
+    value: i64,
+}
+
+/// Adds amounts to cells of `snapshot`, creating missing cells and removing cells that come
+/// to 0, so that a cell exists exactly when its figure is not 0.
+pub fn add_to_cells(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    snapshot: i64,
+    amounts: &[(&CellKey, i64)],
+) -> Result<(), AppError> {
+    for chunk in amounts.chunks(MAX_BINDS / 9) {
+        let mut sql = Sql::new(
+            conn,
+            "INSERT INTO indicator_cells (snapshot, measure, basis, map, level, period, area_id, dims, value) VALUES ",
+        );
+        for (i, (k, v)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.row(cell_values(defs, snapshot, k, *v));
+        }
+        sql.push(
+            " ON CONFLICT (snapshot, measure, basis, map, level, period, area_id, dims) \
+             DO UPDATE SET value = indicator_cells.value + excluded.value \
+             RETURNING measure, basis, map, level, period, area_id, dims, value",
+        );
+        let rows: Vec<CellRow> = sql.load(conn)?;
+        for r in rows.into_iter().filter(|r| r.value == 0) {
+            on_conn!(conn, c => diesel::delete(indicator_cells::table
+                .filter(indicator_cells::snapshot.eq(snapshot))
+                .filter(indicator_cells::measure.eq(&r.measure))
+                .filter(indicator_cells::basis.eq(&r.basis))
+                .filter(indicator_cells::map.eq(&r.map))
+                .filter(indicator_cells::level.eq(&r.level))
+                .filter(indicator_cells::period.eq(&r.period))
+                .filter(indicator_cells::area_id.eq(r.area_id))
+                .filter(indicator_cells::dims.eq(&r.dims)))
+            .execute(c))?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts facts into `snapshot`.
+pub fn insert_facts(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    snapshot: i64,
+    facts: &[StoredFact],
+) -> Result<(), AppError> {
+    for chunk in facts.chunks(MAX_BINDS / 11) {
+        let mut sql = Sql::new(
+            conn,
+            "INSERT INTO indicator_facts (snapshot, submission_id, measure, seq, distinct_key, value, hamlet_code, activity_date, dims, provisional, confirmed) VALUES ",
+        );
+        for (i, f) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            let measure = defs
+                .measure(f.measure)
+                .map(|m| m.id.clone())
+                .unwrap_or_default();
+            sql.row(vec![
+                snapshot.into(),
+                f.submission_id.into(),
+                measure.into(),
+                f.seq.into(),
+                Bind::OptText(f.key.as_ref().map(|k| k.to_string())),
+                f.value.into(),
+                f.hamlet.to_string().into(),
+                f.date.into(),
+                f.dims.to_string().into(),
+                f.bases.provisional.into(),
+                f.bases.confirmed.into(),
+            ]);
+        }
+        sql.execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+pub struct FactRow {
+    #[diesel(sql_type = BigInt)]
+    submission_id: i64,
+    #[diesel(sql_type = Text)]
+    measure: String,
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    distinct_key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    value: i64,
+    #[diesel(sql_type = Text)]
+    hamlet_code: String,
+    #[diesel(sql_type = Date)]
+    activity_date: NaiveDate,
+    #[diesel(sql_type = Text)]
+    dims: String,
+    #[diesel(sql_type = Bool)]
+    provisional: bool,
+    #[diesel(sql_type = Bool)]
+    confirmed: bool,
+}
+
+pub const FACT_COLUMNS: &str = "submission_id, measure, seq, distinct_key, value, hamlet_code, activity_date, dims, provisional, confirmed";
+
+/// Facts read from the database; those of measures no longer defined are left out.
+pub fn to_facts(
+    defs: &Definitions,
+    rows: Vec<FactRow>,
+    interner: &mut Interner,
+) -> Vec<StoredFact> {
+    rows.into_iter()
+        .filter_map(|r| {
+            Some(StoredFact {
+                measure: defs.number(&r.measure)?,
+                key: r.distinct_key.map(|k| interner.get(k)),
+                submission_id: r.submission_id,
+                seq: r.seq,
+                value: r.value,
+                hamlet: interner.get(r.hamlet_code),
+                date: r.activity_date,
+                dims: interner.get(r.dims),
+                bases: Bases {
+                    provisional: r.provisional,
+                    confirmed: r.confirmed,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The live facts of one submission.
+pub fn facts_of_submission(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    sid: i64,
+    interner: &mut Interner,
+) -> Result<Vec<StoredFact>, AppError> {
+    let mut sql = Sql::new(
+        conn,
+        &format!(
+            "SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND submission_id = "
+        ),
+    );
+    sql.bind(sid);
+    let mut facts = to_facts(defs, sql.load(conn)?, interner);
+    facts.sort();
+    Ok(facts)
+}
+
+/// Lists longer than this are filtered in memory rather than by an IN list.
+const MAX_IN_LIST: usize = 500;
+
+/// The live facts of some measures in a date range, for some hamlets (all when the list is
+/// empty or long).
+pub fn facts_in(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    measures: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+    hamlets: &[String],
+    interner: &mut Interner,
+) -> Result<Vec<StoredFact>, AppError> {
+    if measures.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(
+        conn,
+        &format!("SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND measure IN ("),
+    );
+    sql.list(measures)
+        .push(") AND activity_date >= ")
+        .bind(from)
+        .push(" AND activity_date <= ")
+        .bind(to);
+    let filtered = !hamlets.is_empty() && hamlets.len() <= MAX_IN_LIST;
+    if filtered {
+        sql.push(" AND hamlet_code IN (").list(hamlets).push(")");
+    }
+    let mut facts = to_facts(defs, sql.load(conn)?, interner);
+    if !hamlets.is_empty() && !filtered {
+        let wanted: std::collections::HashSet<&str> = hamlets.iter().map(String::as_str).collect();
+        facts.retain(|f| wanted.contains(&*f.hamlet));
+    }
+    Ok(facts)
+}
+
+/// The live facts of one key of one measure, from every submission.
+fn facts_of_key(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    measure: &str,
+    key: &str,
+    interner: &mut Interner,
+) -> Result<Vec<StoredFact>, AppError> {
+    let mut sql = Sql::new(
+        conn,
+        &format!("SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND measure = "),
+    );
+    sql.bind(measure).push(" AND distinct_key = ").bind(key);
+    Ok(to_facts(defs, sql.load(conn)?, interner))
+}
+
+/// Replaces the live facts of submission `sid` (`old`, as stored) with `new` and applies the
+/// difference to the live figures; returns the change of every cell.
+pub fn apply(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    index: &AreaIndex,
+    sid: i64,
+    old: &[StoredFact],
+    new: &[StoredFact],
+    interner: &mut Interner,
+) -> Result<HashMap<CellKey, i64>, AppError> {
+    let mut delta: HashMap<CellKey, i64> = HashMap::new();
+    if old == new {
+        return Ok(delta);
+    }
+    for f in new.iter().filter(|f| f.key.is_none()) {
+        add_sum(defs, index, f, Levels::Stored, 1, &mut delta, interner);
+    }
+    for f in old.iter().filter(|f| f.key.is_none()) {
+        add_sum(defs, index, f, Levels::Stored, -1, &mut delta, interner);
+    }
+    // A key's cells depend on all its facts: its cells before and after, from every
+    // submission's facts, give the change.
+    let touched: BTreeSet<(u16, Arc<str>)> = old
+        .iter()
+        .chain(new)
+        .filter_map(|f| f.key.clone().map(|k| (f.measure, k)))
+        .collect();
+    for (n, key) in touched {
+        let measure = defs.measure(n).map(|m| m.id.clone()).unwrap_or_default();
+        lock(conn, &format!("key:{measure}:{key}"))?;
+        let others: Vec<StoredFact> = facts_of_key(conn, defs, &measure, &key, interner)?
+            .into_iter()
+            .filter(|f| f.submission_id != sid)
+            .collect();
+        let mine = |facts: &[StoredFact]| -> Vec<StoredFact> {
+            facts
+                .iter()
+                .filter(|f| f.measure == n && f.key.as_ref() == Some(&key))
+                .cloned()
+                .collect()
+        };
+        let before: Vec<StoredFact> = others.iter().cloned().chain(mine(old)).collect();
+        let after: Vec<StoredFact> = others.into_iter().chain(mine(new)).collect();
+        add_key(
+            defs,
+            index,
+            &before,
+            Levels::Stored,
+            -1,
+            &mut delta,
+            interner,
+        );
+        add_key(defs, index, &after, Levels::Stored, 1, &mut delta, interner);
+    }
+    let mut del = Sql::new(
+        conn,
+        "DELETE FROM indicator_facts WHERE snapshot = 0 AND submission_id = ",
+    );
+    del.bind(sid);
+    del.execute(conn)?;
+    insert_facts(conn, defs, 0, new)?;
+
+    delta.retain(|_, v| *v != 0);
+    let mut amounts: Vec<(&CellKey, i64)> = delta.iter().map(|(k, v)| (k, *v)).collect();
+    // One order for every writer, so concurrent transactions on PostgreSQL never deadlock.
+    amounts.sort();
+    add_to_cells(conn, defs, 0, &amounts)?;
+    Ok(delta)
+}
