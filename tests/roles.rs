@@ -229,6 +229,51 @@ async fn every_route_with_every_role() {
             Some(json!({"sensitive": false})),
             [200, 403, 403, 403, 403, 403],
         ),
+        // Indicators: the province's figures for admins, officers and service accounts;
+        // targets, baselines and closing periods for the province only.
+        case(
+            "GET",
+            "/api/v1/indicators",
+            None,
+            [200, 200, 403, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/api/v1/indicators/values?period=2025",
+            None,
+            [200, 200, 403, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/api/v1/indicators/P8-01/values/14/2025/submissions",
+            None,
+            [200, 200, 403, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/api/v1/indicators/targets",
+            None,
+            [200, 200, 403, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            "/api/v1/indicators/targets",
+            Some(json!([])),
+            [200, 200, 403, 403, 403, 403],
+        ),
+        case(
+            "GET",
+            "/api/v1/indicators/periods",
+            None,
+            [200, 200, 403, 403, 403, 200],
+        ),
+        // The admin closes the year; the officer, allowed too, finds it closed already.
+        case(
+            "POST",
+            "/api/v1/indicators/periods/2019/close",
+            None,
+            [201, 409, 403, 403, 403, 403],
+        ),
         case(
             "POST",
             "/api/v1/users/nobody/revoke-tokens",

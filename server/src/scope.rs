@@ -31,6 +31,12 @@ pub enum Capability {
     /// Open sealed personal data (sensitive values, sealed XML) of the submissions one may see,
     /// for a stated purpose that goes to the access log.
     ReadSensitive,
+    /// Read indicator definitions, values, targets, baselines and closed periods.
+    ReadIndicators,
+    /// Import targets and baselines, close reporting periods: the province's work.
+    ManageIndicators,
+    /// Download exports of submissions (which ones: [`Scope::visibility`]).
+    Export,
     /// Sign in to the web page.
     UseWebPage,
     /// Download forms and send submissions over OpenRosa.
@@ -51,6 +57,9 @@ impl Capability {
             Capability::Comment => matches!(role, Admin | ProvinceOfficer | Supervisor | Collector),
             Capability::ReadAudit => matches!(role, Admin | ProvinceOfficer),
             Capability::ReadSensitive => matches!(role, Admin | ProvinceOfficer | Supervisor),
+            Capability::ReadIndicators => matches!(role, Admin | ProvinceOfficer | ApiClient),
+            Capability::ManageIndicators => matches!(role, Admin | ProvinceOfficer),
+            Capability::Export => matches!(role, Admin | ProvinceOfficer | Supervisor | ApiClient),
             Capability::UseWebPage => {
                 matches!(role, Admin | ProvinceOfficer | Supervisor | Collector)
             }
@@ -67,6 +76,11 @@ impl Capability {
             Capability::Comment => "your role cannot comment on submissions",
             Capability::ReadAudit => "the audit log is for administrators and province officers",
             Capability::ReadSensitive => "your role cannot open protected personal data",
+            Capability::ReadIndicators => "your role cannot read indicator figures",
+            Capability::ManageIndicators => {
+                "targets, baselines and closing periods are for the province"
+            }
+            Capability::Export => "your role cannot export submissions",
             Capability::UseWebPage => "service accounts cannot sign in to the web page",
             Capability::Collect => "service accounts cannot send submissions",
         }

@@ -18,6 +18,7 @@ use crate::indicators::period::Period;
 use crate::indicators::query::{self, BehindRequest, ValuesRequest};
 use crate::indicators::registry::MapKind;
 use crate::indicators::targets::{self, BaselineInput, TargetInput};
+use crate::scope::Capability;
 use crate::state::AppState;
 
 /// Target and baseline files for every commune and hamlet fit well within this.
@@ -53,7 +54,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn definitions(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
     let defs = state.indicators.definitions();
     Ok(HttpResponse::Ok().json(json!({
         "indicators": defs.indicators,
@@ -115,7 +116,7 @@ async fn values(
     state: web::Data<AppState>,
     query: web::Query<ValuesQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
     let q = query.into_inner();
     let period = match &q.period {
         Some(p) => Period::parse(p)?,
@@ -157,7 +158,8 @@ async fn behind(
     path: web::Path<(String, String, String)>,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
+    user.require(Capability::ReadSubmissions)?;
     let (code, area, period) = path.into_inner();
     let mut q = query.into_inner();
     let limit = match q.remove("limit") {
@@ -209,7 +211,7 @@ async fn list_targets(
     state: web::Data<AppState>,
     query: web::Query<YearQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
     let year = query.year;
     let indicators = state.indicators.clone();
     let rows = state
@@ -227,7 +229,7 @@ async fn list_baselines(
     state: web::Data<AppState>,
     query: web::Query<YearQuery>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
     let year = query.year;
     let indicators = state.indicators.clone();
     let rows = state
@@ -286,7 +288,7 @@ async fn import_targets(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ManageIndicators)?;
     let rows: Vec<(String, TargetInput)> = import_rows(&req, &body, "targets")?;
     let indicators = state.indicators.clone();
     let n = state
@@ -305,7 +307,7 @@ async fn import_baselines(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ManageIndicators)?;
     let rows: Vec<(String, BaselineInput)> = import_rows(&req, &body, "baselines")?;
     let indicators = state.indicators.clone();
     let n = state
@@ -319,7 +321,7 @@ async fn import_baselines(
 }
 
 async fn periods(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
     let list = state.db.read(closing::list).await?;
     Ok(HttpResponse::Ok().json(json!({ "closed_periods": list })))
 }
@@ -329,7 +331,7 @@ async fn period_detail(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ReadIndicators)?;
     let period = Period::parse(&path.into_inner())?;
     let detail = state
         .db
@@ -350,7 +352,7 @@ async fn close_period(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    user.require_admin()?;
+    user.require(Capability::ManageIndicators)?;
     let period = Period::parse(&path.into_inner())?;
     let body: CloseBody = if body.iter().all(u8::is_ascii_whitespace) {
         CloseBody::default()
