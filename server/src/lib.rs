@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod exports;
 pub mod fieldwork;
 pub mod forms;
 pub mod fsck;
@@ -247,6 +248,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db = state.db.clone();
     let max_submission = args.max_submission_bytes;
     let maintenance = actix_web::rt::spawn(maintenance::run(db.clone()));
+    let export_jobs = actix_web::rt::spawn(exports::jobs::run(
+        exports::Context::of(&state),
+        args.db.data_dir.clone(),
+        state.config.export_jobs.clone(),
+    ));
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();
         App::new()
@@ -305,6 +311,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.run().await?;
     maintenance.abort();
+    export_jobs.abort();
     // Writes queued by the last requests are committed before the process ends.
     db.write(|_| Ok(())).await?;
     println!("fieldtally stopped");

@@ -3,6 +3,7 @@
 mod areas;
 mod audit;
 mod auth;
+mod exports;
 mod fieldwork;
 mod forms;
 mod indicators;
@@ -27,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(submissions::routes)
             .configure(audit::routes)
             .configure(indicators::routes)
+            .configure(exports::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",

@@ -437,4 +437,25 @@ diesel::allow_tables_to_appear_in_same_query!(
     indicator_baselines,
     indicator_periods,
     indicator_revisions,
+    export_jobs,
 );
+
+diesel::table! {
+    export_jobs (id) {
+        id -> Text,
+        user_id -> BigInt,
+        form_id -> Text,
+        format -> Text,
+        spec -> Text,
+        status -> Text,
+        total -> Nullable<BigInt>,
+        done -> BigInt,
+        attempts -> BigInt,
+        file_size -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        owner -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
