@@ -5,11 +5,8 @@
 //! FIELDTALLY_TEST_POSTGRES.
 
 mod common;
-#[path = "common/lab.rs"]
-mod lab;
 
 use common::*;
-use fieldtally::indicators::{self, Indicators};
 use serde_json::{json, Value};
 
 async fn server_with_hamlets() -> (Server, Admin) {
@@ -62,30 +59,20 @@ fn trusted_address(id: &str, hamlet: &str, date: &str, women: u32, men: u32) -> 
     .into_bytes()
 }
 
-/// The server's database, for what the API cannot do yet (review states: issue 5).
-fn database_url(server: &Server) -> String {
-    let args = server.database_args();
-    match args.iter().position(|a| a == "--database-url") {
-        Some(i) => args[i + 1].clone(),
-        None => format!(
-            "sqlite://{}",
-            server.data_dir().join("fieldtally.sqlite3").display()
-        ),
-    }
-}
-
-/// Sets a review state as the review code will: a plain update and the indicators hook, in one
-/// transaction.
-fn review(server: &Server, instance_id: &str, state: &str) {
-    let (_, mut conn) = fieldtally::db::connect(&database_url(server)).expect("connect");
-    conn.conn()
-        .write_transaction(|c| {
-            let sid = lab::submission_id(c, instance_id)?;
-            lab::set_review_state(c, sid, state)?;
-            let ind = Indicators::in_effect(c)?;
-            indicators::refresh_submission(c, &ind, sid, None)
-        })
+/// A review through the REST API, as a supervisor's page or the province's system sends it.
+async fn review(admin: &Admin, instance_id: &str, state: &str) {
+    let res = admin
+        .post(&format!("/api/v1/submissions/{instance_id}/review"))
+        .json(&json!({ "state": state, "comment": format!("marked {state} by the test") }))
+        .send()
+        .await
         .expect("review");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
 }
 
 /// The row of one measure in a values answer.
@@ -202,21 +189,67 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
         .collect();
     assert_eq!(parts, vec![(d1.clone(), 40), (d2.clone(), 20)]);
 
-    // Review changes (issue 5 will call the same hook from its API).
-    review(&server, &d2, "approved");
-    let confirmed = admin.json(&format!("{path}&basis=confirmed")).await;
+    // Review changes through the API change both figures at once.
+    let confirmed_path = format!("{path}&basis=confirmed");
+    review(&admin, &d2, "approved").await;
+    let confirmed = admin.json(&confirmed_path).await;
     assert_eq!(row(&confirmed, "participants")["value"], 20.0);
-    review(&server, &d2, "rejected");
-    assert_eq!(row(&admin.json(path).await, "participants")["value"], 40.0);
+    assert_eq!(row(&confirmed, "dialogues")["value"], 1.0);
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
+    review(&admin, &d2, "has_issues").await;
     assert_eq!(
-        row(
-            &admin.json(&format!("{path}&basis=confirmed")).await,
-            "participants"
-        )["value"],
+        row(&admin.json(&confirmed_path).await, "participants")["value"],
+        0.0
+    );
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
+    review(&admin, &d2, "rejected").await;
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 40.0);
+    assert_eq!(row(&admin.json(path).await, "dialogues")["value"], 1.0);
+    assert_eq!(
+        row(&admin.json(&confirmed_path).await, "participants")["value"],
         0.0
     );
 
-    // The province's table by commune: a row per commune of today's map and measure.
+    // Bulk review: approving both (the rejected one back in) counts them confirmed together.
+    let res = admin
+        .post("/api/v1/submissions/review")
+        .json(&json!({ "state": "approved", "ids": [d1b, d2] }))
+        .send()
+        .await
+        .expect("bulk review");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let confirmed = admin.json(&confirmed_path).await;
+    assert_eq!(row(&confirmed, "participants")["value"], 60.0);
+    assert_eq!(row(&confirmed, "dialogues")["value"], 2.0);
+
+    // An edit of an approved submission arrives from the phone: only the current version counts
+    // and, being new content, it waits for review again (provisional only).
+    let d1c = new_instance_id();
+    let xml = dialogue(
+        &d1c,
+        Some(&d1b),
+        "DEMO-04231-1",
+        "2025-07-10",
+        "commune",
+        45,
+        20,
+    );
+    assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 65.0);
+    assert_eq!(
+        row(&admin.json(&confirmed_path).await, "participants")["value"],
+        20.0
+    );
+    review(&admin, &d1c, "rejected").await;
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 20.0);
+
+    // The province's table by commune: a row per commune of today's map and measure; the
+    // commune-level dialogue was rejected, the village-cluster one counts.
     let province = admin
         .json(
             "/api/v1/indicators/values?period=2025&level=commune&indicator=P8-08&by=dialogue_level",
@@ -237,7 +270,7 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
             ours[0]["dialogue_level"].as_str(),
             ours[0]["value"].as_f64()
         ),
-        (Some("commune"), Some(1.0))
+        (Some("village_cluster"), Some(1.0))
     );
 
     // The command line agrees that the maintained figures equal a recompute.
