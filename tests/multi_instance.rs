@@ -183,3 +183,110 @@ async fn lock_outs_revocations_and_used_nonces_hold_on_every_instance() {
         .expect("h")
         .contains("stale=true"));
 }
+
+/// A policy dialogue held in a demo hamlet of commune 04231, with its participants.
+fn dialogue(id: &str, hamlet: &str, total: u32) -> Vec<u8> {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"policy_dialogue\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\"><start>2025-07-10T08:00:00.000+07:00</start><end>2025-07-10T09:00:00.000+07:00</end><start_location /><hamlet>{hamlet}</hamlet><activity_date>2025-08-10</activity_date><level>commune</level><topic>gender_equality</topic><topic_other /><chair>Chủ tịch UBND xã</chair><participants_total>{total}</participants_total><participants_women>1</participants_women><participants_ethnic_minority>1</participants_ethnic_minority><participants_children>0</participants_children><issues_raised /><commitments /><location>21.0 103.5 600.0 5.0</location><attendance_photo /><attendance_photo_2 /><meta><instanceID>{id}</instanceID></meta></data>"
+    )
+    .into_bytes()
+}
+
+fn participants(table: &serde_json::Value) -> f64 {
+    table["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["measure"] == "participants")
+        .and_then(|r| r["value"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn indicator_figures_stay_exact_with_submissions_and_reviews_through_two_instances() {
+    let a = Server::start().await;
+    let hamlets = repo_root().join("data/sonla/demo-hamlets.csv");
+    let out = a.cli(&["areas", "import", &hamlets.display().to_string()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin_a = a.admin().await;
+    admin_a
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
+    let b = Server::start_sharing(&a, &[]).await;
+    let admin_b = Admin::login(&b, "admin", ADMIN_PASSWORD).await;
+
+    // Forty dialogues, each sent to both instances at once.
+    let totals: Vec<u32> = (0..40).map(|n| 10 + n).collect();
+    let ids: Vec<String> = totals.iter().map(|_| new_instance_id()).collect();
+    let mut tasks = Vec::new();
+    for (id, total) in ids.iter().zip(&totals) {
+        let xml = dialogue(id, "DEMO-04231-1", *total);
+        for base in [a.base.clone(), b.base.clone()] {
+            let xml = xml.clone();
+            tasks.push(tokio::spawn(async move {
+                Collect::with_password(&base, "lan", "lan-password-1")
+                    .submit(&xml, &[], false)
+                    .await
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 201);
+    }
+
+    // Reviews through both instances at once: each submission gets two different decisions,
+    // one through each instance, racing.
+    let mut reviews = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let decisions = match n % 3 {
+            0 => ["approved", "rejected"],
+            1 => ["rejected", "approved"],
+            _ => ["approved", "has_issues"],
+        };
+        for (admin, state) in [&admin_a, &admin_b].into_iter().zip(decisions) {
+            let req = admin
+                .post(&format!("/api/v1/submissions/{id}/review"))
+                .json(&json!({ "state": state, "comment": "checked" }));
+            reviews.push(tokio::spawn(async move {
+                req.send().await.expect("review").status().as_u16()
+            }));
+        }
+    }
+    for r in reviews {
+        assert_eq!(r.await.expect("review"), 200);
+    }
+
+    // What the figures must be, from each submission's final state as the API reports it.
+    let mut provisional = 0.0;
+    let mut confirmed = 0.0;
+    for (id, total) in ids.iter().zip(&totals) {
+        let d = admin_a.json(&format!("/api/v1/submissions/{id}")).await;
+        match d["review_state"].as_str().expect("state") {
+            "rejected" => {}
+            "approved" => {
+                provisional += f64::from(*total);
+                confirmed += f64::from(*total);
+            }
+            _ => provisional += f64::from(*total),
+        }
+    }
+    assert!(confirmed > 0.0 && provisional > confirmed);
+    let path = "/api/v1/indicators/values?period=2025&area=04231&indicator=P8-08";
+    for admin in [&admin_a, &admin_b] {
+        assert_eq!(participants(&admin.json(path).await), provisional);
+        assert_eq!(
+            participants(&admin.json(&format!("{path}&basis=confirmed")).await),
+            confirmed
+        );
+    }
+    let out = a.cli(&["indicators", "verify"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("equal a full recompute"), "{stdout}");
+}
