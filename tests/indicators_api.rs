@@ -9,49 +9,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-async fn server_with_hamlets() -> (Server, Admin) {
-    let server = Server::start().await;
-    let out = server.cli(
-        &[
-            "areas",
-            "import",
-            &repo_root()
-                .join("data/sonla/demo-hamlets.csv")
-                .display()
-                .to_string(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = server.admin().await;
-    admin
-        .create_user("lan", "lan-password-1", "collector")
-        .await;
-    (server, admin)
-}
-
-fn dialogue(
-    id: &str,
-    deprecated: Option<&str>,
-    hamlet: &str,
-    date: &str,
-    level: &str,
-    total: u32,
-    women: u32,
-) -> Vec<u8> {
-    let deprecated = deprecated
-        .map(|d| format!("<deprecatedID>{d}</deprecatedID>"))
-        .unwrap_or_default();
-    format!(
-        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"policy_dialogue\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\"><start>2025-07-10T08:00:00.000+07:00</start><end>2025-07-10T09:00:00.000+07:00</end><start_location /><hamlet>{hamlet}</hamlet><activity_date>{date}</activity_date><level>{level}</level><topic>gender_equality</topic><topic_other /><chair>Chủ tịch UBND xã</chair><participants_total>{total}</participants_total><participants_women>{women}</participants_women><participants_ethnic_minority>10</participants_ethnic_minority><participants_children>0</participants_children><issues_raised>Nước sạch</issues_raised><commitments /><location>21.0 103.5 600.0 5.0</location><attendance_photo /><attendance_photo_2 /><meta><instanceID>{id}</instanceID>{deprecated}</meta></data>"
-    )
-    .into_bytes()
-}
-
 fn trusted_address(id: &str, hamlet: &str, date: &str, women: u32, men: u32) -> Vec<u8> {
     format!(
         "<?xml version='1.0' encoding='UTF-8' ?><data id=\"trusted_address_report\" version=\"2025040301\"><start_location /><hamlet>{hamlet}</hamlet><activity_date>{date}</activity_date><model_code>TA-1</model_code><model_active>yes</model_active><cases_received>1</cases_received><people_supported_women>{women}</people_supported_women><people_supported_men>{men}</people_supported_men><meta><instanceID>{id}</instanceID></meta></data>"
@@ -114,16 +71,24 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
 
     let (d1, d2) = (new_instance_id(), new_instance_id());
     for xml in [
-        dialogue(&d1, None, "DEMO-04231-1", "2025-07-10", "commune", 30, 18),
-        dialogue(
-            &d2,
-            None,
-            "DEMO-04231-2",
-            "2025-08-10",
-            "village_cluster",
-            20,
-            12,
-        ),
+        Dialogue {
+            id: &d1,
+            date: "2025-07-10",
+            level: "commune",
+            total: 30,
+            women: 18,
+            ..Dialogue::new(&d1, "DEMO-04231-1")
+        }
+        .xml(),
+        Dialogue {
+            id: &d2,
+            date: "2025-08-10",
+            level: "village_cluster",
+            total: 20,
+            women: 12,
+            ..Dialogue::new(&d2, "DEMO-04231-2")
+        }
+        .xml(),
     ] {
         assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     }
@@ -159,15 +124,16 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
 
     // An edit from the phone changes the answer at once.
     let d1b = new_instance_id();
-    let xml = dialogue(
-        &d1b,
-        Some(&d1),
-        "DEMO-04231-1",
-        "2025-07-10",
-        "commune",
-        40,
-        20,
-    );
+    let xml = Dialogue {
+        id: &d1b,
+        deprecated: Some(&d1),
+        date: "2025-07-10",
+        level: "commune",
+        total: 40,
+        women: 20,
+        ..Dialogue::new(&d1b, "DEMO-04231-1")
+    }
+    .xml();
     assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
 
@@ -230,15 +196,16 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
     // An edit of an approved submission arrives from the phone: only the current version counts
     // and, being new content, it waits for review again (provisional only).
     let d1c = new_instance_id();
-    let xml = dialogue(
-        &d1c,
-        Some(&d1b),
-        "DEMO-04231-1",
-        "2025-07-10",
-        "commune",
-        45,
-        20,
-    );
+    let xml = Dialogue {
+        id: &d1c,
+        deprecated: Some(&d1b),
+        date: "2025-07-10",
+        level: "commune",
+        total: 45,
+        women: 20,
+        ..Dialogue::new(&d1c, "DEMO-04231-1")
+    }
+    .xml();
     assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     assert_eq!(row(&admin.json(path).await, "participants")["value"], 65.0);
     assert_eq!(
@@ -274,14 +241,7 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
     );
 
     // The command line agrees that the maintained figures equal a recompute.
-    let out = server.cli(&["indicators", "verify"], None);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("equal a full recompute"), "{stdout}");
+    assert_figures_equal_recompute(&server);
 }
 
 #[tokio::test]
@@ -395,7 +355,15 @@ async fn targets_baselines_and_closed_periods() {
     assert_eq!(
         phone
             .submit(
-                &dialogue(&d1, None, "DEMO-04231-1", "2025-07-10", "commune", 30, 18),
+                &Dialogue {
+                    id: &d1,
+                    date: "2025-07-10",
+                    level: "commune",
+                    total: 30,
+                    women: 18,
+                    ..Dialogue::new(&d1, "DEMO-04231-1")
+                }
+                .xml(),
                 &[],
                 false
             )
@@ -464,15 +432,16 @@ async fn targets_baselines_and_closed_periods() {
     assert_eq!(
         phone
             .submit(
-                &dialogue(
-                    &d1b,
-                    Some(&d1),
-                    "DEMO-04231-1",
-                    "2025-07-10",
-                    "commune",
-                    35,
-                    18
-                ),
+                &Dialogue {
+                    id: &d1b,
+                    deprecated: Some(&d1),
+                    date: "2025-07-10",
+                    level: "commune",
+                    total: 35,
+                    women: 18,
+                    ..Dialogue::new(&d1b, "DEMO-04231-1")
+                }
+                .xml(),
                 &[],
                 false
             )
