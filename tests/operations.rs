@@ -253,6 +253,18 @@ async fn an_online_backup_restores_to_a_working_server() {
     drop(admin);
 }
 
+/// Waits until more than `before` uploads have been acknowledged (or every phone stopped: its
+/// panic then fails the test).
+async fn wait_for_more<T>(
+    acked: &Mutex<Vec<T>>,
+    before: usize,
+    phones: &[tokio::task::JoinHandle<()>],
+) {
+    while acked.lock().expect("lock").len() <= before && !phones.iter().all(|p| p.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Runs `fieldtally fsck` on the server's data; returns the exit code and the report.
 fn fsck(server: &Server, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["fsck", "--grace-secs", "0"];
@@ -268,6 +280,7 @@ async fn random_sigkills_during_uploads_lose_nothing_acknowledged_and_fsck_clean
     let (mut server, _admin) = server_with_forms().await;
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     for round in 0..4u64 {
+        let before = acked.lock().expect("lock").len();
         let mut tasks = Vec::new();
         for phone in 0..6u64 {
             let (base, acked) = (server.base.clone(), acked.clone());
@@ -291,7 +304,9 @@ async fn random_sigkills_during_uploads_lose_nothing_acknowledged_and_fsck_clean
                 }
             }));
         }
-        // A different moment each round.
+        // A different moment each round, once this round's uploads are under way (a loaded
+        // machine may take longer than the wait to answer the first).
+        wait_for_more(&acked, before, &tasks).await;
         let wait = 50 + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         server.kill_and_restart();
@@ -386,6 +401,7 @@ async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_a
     let acked: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
     let reviewed: Arc<Mutex<HashMap<String, Reviewed>>> = Arc::default();
     for round in 0..4u32 {
+        let before = acked.lock().expect("lock").len();
         let mut tasks = Vec::new();
         for phone in 0..4u32 {
             let (base, acked) = (server.base.clone(), acked.clone());
@@ -493,6 +509,7 @@ async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_a
                 }
             })
         };
+        wait_for_more(&acked, before, &tasks).await;
         let wait = 100 + rand::random::<u64>() % 500;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         server.kill_and_restart();
