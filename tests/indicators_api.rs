@@ -9,6 +9,18 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
+/// A phone's correction of the commune-level dialogue of 10 July in DEMO-04231-1.
+fn correction(id: &str, of: &str, total: u32, women: u32) -> Vec<u8> {
+    Dialogue {
+        deprecated: Some(of),
+        date: "2025-07-10",
+        total,
+        women,
+        ..Dialogue::new(id, "DEMO-04231-1")
+    }
+    .xml()
+}
+
 fn trusted_address(id: &str, hamlet: &str, date: &str, women: u32, men: u32) -> Vec<u8> {
     format!(
         "<?xml version='1.0' encoding='UTF-8' ?><data id=\"trusted_address_report\" version=\"2025040301\"><start_location /><hamlet>{hamlet}</hamlet><activity_date>{date}</activity_date><model_code>TA-1</model_code><model_active>yes</model_active><cases_received>1</cases_received><people_supported_women>{women}</people_supported_women><people_supported_men>{men}</people_supported_men><meta><instanceID>{id}</instanceID></meta></data>"
@@ -124,16 +136,7 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
 
     // An edit from the phone changes the answer at once.
     let d1b = new_instance_id();
-    let xml = Dialogue {
-        id: &d1b,
-        deprecated: Some(&d1),
-        date: "2025-07-10",
-        level: "commune",
-        total: 40,
-        women: 20,
-        ..Dialogue::new(&d1b, "DEMO-04231-1")
-    }
-    .xml();
+    let xml = correction(&d1b, &d1, 40, 20);
     assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
 
@@ -196,16 +199,7 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
     // An edit of an approved submission arrives from the phone: only the current version counts
     // and, being new content, it waits for review again (provisional only).
     let d1c = new_instance_id();
-    let xml = Dialogue {
-        id: &d1c,
-        deprecated: Some(&d1b),
-        date: "2025-07-10",
-        level: "commune",
-        total: 45,
-        women: 20,
-        ..Dialogue::new(&d1c, "DEMO-04231-1")
-    }
-    .xml();
+    let xml = correction(&d1c, &d1b, 45, 20);
     assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     assert_eq!(row(&admin.json(path).await, "participants")["value"], 65.0);
     assert_eq!(
@@ -431,20 +425,7 @@ async fn targets_baselines_and_closed_periods() {
     let d1b = new_instance_id();
     assert_eq!(
         phone
-            .submit(
-                &Dialogue {
-                    id: &d1b,
-                    deprecated: Some(&d1),
-                    date: "2025-07-10",
-                    level: "commune",
-                    total: 35,
-                    women: 18,
-                    ..Dialogue::new(&d1b, "DEMO-04231-1")
-                }
-                .xml(),
-                &[],
-                false
-            )
+            .submit(&correction(&d1b, &d1, 35, 18), &[], false)
             .await
             .status(),
         201

