@@ -255,6 +255,16 @@ fn end(
     Ok(())
 }
 
+/// Whether some finished job is past its retention (read-only, like [`any_claimable`]).
+pub fn any_expired(conn: &mut Conn<'_>, before: NaiveDateTime) -> Result<bool, AppError> {
+    let n: i64 = on_conn!(conn, c => export_jobs::table
+        .filter(export_jobs::status.eq_any([DONE, FAILED]))
+        .filter(export_jobs::finished_at.lt(before))
+        .count()
+        .get_result(c))?;
+    Ok(n > 0)
+}
+
 /// Marks finished jobs older than `before` expired; returns their ids (their files go).
 pub fn expire(conn: &mut Conn<'_>, before: NaiveDateTime) -> Result<Vec<String>, AppError> {
     let ids: Vec<String> = on_conn!(conn, c => export_jobs::table
@@ -336,7 +346,14 @@ async fn step(
     settings: &Settings,
 ) -> Result<(), AppError> {
     let keep_before = now() - settings.keep;
-    let expired = ctx.db.write(move |conn| expire(conn, keep_before)).await?;
+    let expired = match ctx
+        .db
+        .read(move |conn| any_expired(conn, keep_before))
+        .await?
+    {
+        true => ctx.db.write(move |conn| expire(conn, keep_before)).await?,
+        false => Vec::new(),
+    };
     for id in expired {
         match std::fs::remove_file(file_path(data_dir, &id)) {
             Ok(()) => {}

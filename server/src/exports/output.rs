@@ -457,3 +457,32 @@ impl Output for GeoJson {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn opened_sensitive_values_merge_into_their_places() {
+        let mut values = json!({"year": 1998, "children": [{"age": 2}, {"age": 4}]});
+        merge(
+            &mut values,
+            json!({"name": "Mai", "children": [{"child_name": "A"}, {"child_name": "B"}]}),
+        );
+        assert_eq!(
+            values,
+            json!({"year": 1998, "name": "Mai", "children": [{"age": 2, "child_name": "A"}, {"age": 4, "child_name": "B"}]})
+        );
+    }
+
+    #[test]
+    fn sheet_names_are_short_clean_and_unique() {
+        let taken = vec!["household_visit-members-visits-".to_string()];
+        let name = sheet_name("household_visit-members-visits-notes", &taken);
+        assert_eq!(name, "household_visit-members-visit~2");
+        assert_eq!(name.chars().count(), 31);
+        assert_eq!(sheet_name("a/b:c", &[]), "a_b_c");
+    }
+}
