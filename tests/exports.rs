@@ -524,6 +524,8 @@ async fn large_exports_run_as_jobs_that_survive_a_restart() {
     assert_eq!(status, 200);
     let (_, rows) = csv_rows(&unzip(&zip)["household_visit.csv"]);
     assert_eq!(rows.len(), 3);
+    let mine = admin.json("/api/v1/exports").await;
+    assert_eq!(mine["exports"][0]["id"], id.as_str());
     // Another user does not see the job.
     admin
         .create_user("other", "other-password-1", "province_officer")
