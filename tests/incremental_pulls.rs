@@ -186,7 +186,10 @@ async fn the_feed_reports_creations_edits_reviews_and_deletions_once_to_those_wh
         .await
         .expect("delete");
     assert_eq!(res.status(), 403);
-    assert_eq!(indicator_value(&admin.json(figures).await, "dialogues"), 1.0);
+    assert_eq!(
+        indicator_value(&admin.json(figures).await, "dialogues"),
+        1.0
+    );
     let blobs_before = blob_count(&server);
     let res = admin
         .delete(&format!("/api/v1/submissions/{p}"))
@@ -203,7 +206,10 @@ async fn the_feed_reports_creations_edits_reviews_and_deletions_once_to_those_wh
         .await
         .expect("delete");
     assert_eq!(res.status(), 200);
-    assert_eq!(indicator_value(&admin.json(figures).await, "dialogues"), 0.0);
+    assert_eq!(
+        indicator_value(&admin.json(figures).await, "dialogues"),
+        0.0
+    );
     for gone in [&p, &b] {
         let res = admin
             .get(&format!("/api/v1/submissions/{gone}"))
@@ -218,9 +224,7 @@ async fn the_feed_reports_creations_edits_reviews_and_deletions_once_to_those_wh
         .await
         .expect("delete again");
     assert_eq!(res.status(), 404);
-    let audit = admin
-        .json("/api/v1/audit?action=submission.deleted")
-        .await;
+    let audit = admin.json("/api/v1/audit?action=submission.deleted").await;
     assert_eq!(audit["entries"].as_array().map(Vec::len), Some(2));
 
     let change = |kind: &str, id: &String| (kind.to_string(), id.to_string());
@@ -242,7 +246,10 @@ async fn the_feed_reports_creations_edits_reviews_and_deletions_once_to_those_wh
     let entries = all["changes"].as_array().expect("changes");
     let first = &entries[0]["submission"];
     assert_eq!(first["instance_id"], a.as_str());
-    assert_eq!(first["review_state"], "edited", "entries show the current state");
+    assert_eq!(
+        first["review_state"], "edited",
+        "entries show the current state"
+    );
     assert_eq!(first["fields"]["participants_total"], 35);
     assert!(first["sensitive_fields"].is_array());
     assert_eq!(entries[2]["submission"], Value::Null, "deleted since");

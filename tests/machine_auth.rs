@@ -52,7 +52,10 @@ async fn get(c: &Admin, path: &str) -> (u16, String) {
     let body: Value = res.json().await.unwrap_or(Value::Null);
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_string(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -119,7 +122,17 @@ async fn a_key_may_do_only_what_both_its_role_and_its_scopes_allow() {
         }
     }
     // The service account's role bounds its keys too: no sensitive data, no administration.
-    let (_, key) = create_key(&admin, "dhis2", &["read_sensitive", "read_submissions", "administer", "read_indicators"]).await;
+    let (_, key) = create_key(
+        &admin,
+        "dhis2",
+        &[
+            "read_sensitive",
+            "read_submissions",
+            "administer",
+            "read_indicators",
+        ],
+    )
+    .await;
     let c = client(&server, &key);
     assert_eq!(get(&c, &routes[0].1).await.0, 200);
     assert_eq!(get(&c, &routes[1].1).await.0, 200);
@@ -145,12 +158,29 @@ async fn a_key_may_do_only_what_both_its_role_and_its_scopes_allow() {
 
     // Bad requests are refused clearly, and only administrators make keys.
     for (body, code) in [
-        (json!({"username": "dhis2", "name": "x", "scopes": ["read_everything"]}), "bad_scope"),
-        (json!({"username": "dhis2", "name": "x", "scopes": []}), "bad_scope"),
-        (json!({"username": "dhis2", "name": "", "scopes": ["export"]}), "bad_name"),
-        (json!({"username": "dhis2", "name": "x", "scopes": ["export"], "expires_at": "2001-01-01T00:00:00Z"}), "bad_expiry"),
+        (
+            json!({"username": "dhis2", "name": "x", "scopes": ["read_everything"]}),
+            "bad_scope",
+        ),
+        (
+            json!({"username": "dhis2", "name": "x", "scopes": []}),
+            "bad_scope",
+        ),
+        (
+            json!({"username": "dhis2", "name": "", "scopes": ["export"]}),
+            "bad_name",
+        ),
+        (
+            json!({"username": "dhis2", "name": "x", "scopes": ["export"], "expires_at": "2001-01-01T00:00:00Z"}),
+            "bad_expiry",
+        ),
     ] {
-        let res = admin.post("/api/v1/api-keys").json(&body).send().await.expect("post");
+        let res = admin
+            .post("/api/v1/api-keys")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
         assert_eq!(res.status(), 400, "{body}");
         let b: Value = res.json().await.expect("json");
         assert_eq!(b["error"]["code"], code, "{body}");
@@ -163,7 +193,10 @@ async fn a_key_may_do_only_what_both_its_role_and_its_scopes_allow() {
         .await
         .expect("post");
     assert_eq!(res.status(), 403);
-    let nobody = client(&server, "ftk_0000000000000000000000000000000000000000000000000000000000000000");
+    let nobody = client(
+        &server,
+        "ftk_0000000000000000000000000000000000000000000000000000000000000000",
+    );
     assert_eq!(
         get(&nobody, "/api/v1/indicators").await,
         (401, "invalid_api_key".to_string())
@@ -204,7 +237,10 @@ async fn revoking_a_key_stops_it_and_its_tokens_at_once_on_every_instance() {
             (401, "token_revoked".to_string())
         );
         // The account's other key is untouched.
-        assert_eq!(get(&client(s, &other_key), "/api/v1/indicators").await.0, 200);
+        assert_eq!(
+            get(&client(s, &other_key), "/api/v1/indicators").await.0,
+            200
+        );
     }
     let res = reqwest::Client::new()
         .post(second.url("/api/v1/auth/token"))
@@ -251,7 +287,11 @@ async fn rotating_the_signing_key_keeps_earlier_tokens_valid_on_every_instance()
 
     // From the command line as well.
     let out = server.cli(&["tokens", "rotate-signing-key"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let third = Admin::login(&server, "admin", ADMIN_PASSWORD).await.token;
     assert!(![kid(&before), new_kid.clone()].contains(&kid(&third)));
     for s in [&server, &second] {

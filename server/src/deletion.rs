@@ -32,6 +32,8 @@ pub struct Deleted {
     pub instance_id: String,
     pub form_id: String,
     pub versions: usize,
+    /// Attachment rows, files received or not.
+    pub attachments: usize,
     pub deleted_at: NaiveDateTime,
     /// Hashes of the files the deleted versions referred to, to remove once committed.
     #[serde(skip)]
@@ -47,6 +49,26 @@ pub fn delete(
     instance_id: &str,
 ) -> Result<Deleted, AppError> {
     let sid = crate::submissions::submission_of(conn, instance_id)?;
+    let removed = remove(conn, indicators, actor, sid)?;
+    audit::record(
+        conn,
+        actor,
+        "submission.deleted",
+        Some(&removed.instance_id),
+        json!({ "form_id": removed.form_id, "versions": removed.versions }),
+    )?;
+    Ok(removed)
+}
+
+/// Removes one submission (by row id) and leaves its tombstone and `deleted` change; the caller
+/// audits. Shared by [`delete`] and a data subject's erasure (`subject::erase`), so that the
+/// systems pulling the change feed learn of both.
+pub fn remove(
+    conn: &mut Conn<'_>,
+    indicators: &Indicators,
+    actor: &Actor,
+    sid: i64,
+) -> Result<Deleted, AppError> {
     let (root, form_id, collector_id): (String, String, i64) = on_conn!(conn, c => submissions::table
         .find(sid)
         .select((submissions::instance_id, submissions::form_id, submissions::collector_id))
@@ -55,11 +77,12 @@ pub fn delete(
         .filter(submission_versions::submission_id.eq(sid))
         .select(submission_versions::id)
         .load(c))?;
-    let mut files: Vec<String> = on_conn!(conn, c => attachments::table
+    let hashes: Vec<Option<String>> = on_conn!(conn, c => attachments::table
         .filter(attachments::version_id.eq_any(&version_ids))
-        .filter(attachments::sha256.is_not_null())
-        .select(attachments::sha256.assume_not_null())
+        .select(attachments::sha256)
         .load(c))?;
+    let attachment_rows = hashes.len();
+    let mut files: Vec<String> = hashes.into_iter().flatten().collect();
     files.sort();
     files.dedup();
     let areas: Vec<String> = on_conn!(conn, c => submission_areas::table
@@ -135,17 +158,11 @@ pub fn delete(
     on_conn!(conn, c => diesel::delete(submissions::table.find(sid)).execute(c))?;
 
     changes::record(conn, sid, &root, Kind::Deleted, at)?;
-    audit::record(
-        conn,
-        actor,
-        "submission.deleted",
-        Some(&root),
-        json!({ "form_id": form_id, "versions": version_ids.len() }),
-    )?;
     Ok(Deleted {
         instance_id: root,
         form_id,
         versions: version_ids.len(),
+        attachments: attachment_rows,
         deleted_at: at,
         files,
     })
@@ -169,24 +186,12 @@ pub async fn remove_unreferenced(
     let removed = actix_web::web::block(move || -> Result<usize, AppError> {
         let mut removed = 0;
         for sha in candidates.iter().filter(|s| !referenced.contains(*s)) {
-            for size in [crate::photos::Size::Thumb, crate::photos::Size::Review] {
-                remove_if_present(&blobs.derived_path(sha, size.as_str()))?;
-            }
-            if remove_if_present(&blobs.path(sha))? {
-                removed += 1;
-            }
+            blobs.remove(sha)?;
+            removed += 1;
         }
         Ok(removed)
     })
     .await??;
     drop(lock);
     Ok(removed)
-}
-
-fn remove_if_present(path: &std::path::Path) -> Result<bool, AppError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -96,10 +96,7 @@ async fn logout(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespons
 }
 
 /// The signing keys' ids and dates (never their secrets).
-async fn signing_keys(
-    user: ApiUser,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AppError> {
+async fn signing_keys(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let keys = state.db.read(signing::list).await?;
     Ok(HttpResponse::Ok().json(json!({ "signing_keys": keys })))
@@ -118,13 +115,7 @@ async fn rotate(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespons
         .db
         .write(move |conn| {
             let kid = signing::rotate(conn, keep)?;
-            crate::audit::record(
-                conn,
-                &actor,
-                "signing_key.rotated",
-                Some(&kid),
-                json!({}),
-            )?;
+            crate::audit::record(conn, &actor, "signing_key.rotated", Some(&kid), json!({}))?;
             Ok(kid)
         })
         .await?;

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::access_log::{self, Access};
-use crate::{changes, deletion};
 use crate::auth::ApiUser;
 use crate::error::AppError;
 use crate::openrosa::serve_blob;
@@ -19,6 +18,7 @@ use crate::review::{self, BulkFilter, Decision, Selection};
 use crate::scope::{self, Capability, Scope};
 use crate::state::AppState;
 use crate::submissions::{self, Filter};
+use crate::{changes, deletion};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;

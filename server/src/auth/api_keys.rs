@@ -252,7 +252,11 @@ mod tests {
         )?;
         crate::users::create(
             &mut conn,
-            &crate::users::NewUser::prepare("dhis2", "password-dhis2", crate::users::Role::ApiClient)?,
+            &crate::users::NewUser::prepare(
+                "dhis2",
+                "password-dhis2",
+                crate::users::Role::ApiClient,
+            )?,
         )?;
         let actor = Actor {
             id: admin.id,

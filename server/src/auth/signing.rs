@@ -147,7 +147,10 @@ mod tests {
         let second = rotate(&mut conn, 3600)?;
         assert_ne!(second, first.kid);
         assert_eq!(current(&mut conn)?.map(|k| k.kid), Some(second.clone()));
-        assert!(find(&mut conn, &first.kid)?.is_some(), "the old key still verifies");
+        assert!(
+            find(&mut conn, &first.kid)?.is_some(),
+            "the old key still verifies"
+        );
         let third = rotate(&mut conn, 0)?;
         // With no lifetime to honour, the retired keys go.
         assert!(find(&mut conn, &first.kid)?.is_none());
