@@ -23,6 +23,7 @@ pub mod indicators;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
+pub mod openapi;
 pub mod openrosa;
 pub mod ops;
 pub mod photos;

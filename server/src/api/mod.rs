@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(submissions::routes)
             .configure(audit::routes)
             .configure(indicators::routes)
+            .configure(crate::openapi::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",

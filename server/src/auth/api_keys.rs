@@ -229,7 +229,7 @@ pub fn active_scopes(
         .first(c)
         .optional())?;
     match row {
-        Some((scopes, expires_at)) if !expires_at.is_some_and(|t| t <= now()) => {
+        Some((scopes, expires_at)) if expires_at.is_none_or(|t| t > now()) => {
             Ok(Some(KeyScope::parse_list(&scopes)?))
         }
         _ => Ok(None),
