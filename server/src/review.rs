@@ -165,6 +165,12 @@ fn apply(
         .execute(c))?;
     // In the same transaction: the confirmed and provisional figures follow the decision.
     indicators::refresh_submission(conn, indicators, t.id, Some(actor.id))?;
+    crate::push::webhook::enqueue_submission_event(
+        conn,
+        t.id,
+        crate::push::webhook::REVIEW_CHANGED,
+        Some(&t.state),
+    )?;
     audit::record(
         conn,
         actor,
