@@ -851,6 +851,16 @@ async fn dhis2_gets_the_values_api_figures_on_close_and_on_schedule() {
     // After the close, the live figures move on; the pushed ones are those reported.
     review(&admin, &d3, "approved").await;
 
+    // A close that is refused (already closed) rolls back, and queues nothing.
+    let count = deliveries(&admin, "").await.len();
+    let res = admin
+        .post("/api/v1/indicators/periods/2025-Q3/close")
+        .send()
+        .await
+        .expect("close again");
+    assert_eq!(res.status(), 409);
+    assert_eq!(deliveries(&admin, "").await.len(), count);
+
     let list = wait_for(&admin, "the close pushed", |l| {
         l.iter().any(|d| {
             d["target_id"] == quarterly["id"]
@@ -991,4 +1001,46 @@ async fn dhis2_gets_the_values_api_figures_on_close_and_on_schedule() {
             .as_deref(),
         Some("90")
     );
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_never_send_the_same_delivery_twice() {
+    let receiver = Receiver::start(&[], None);
+    let (a, admin) = start(&[]).await;
+    let mut args: Vec<&str> = FAST.to_vec();
+    args.extend_from_slice(&["--push-give-up-secs", "600"]);
+    let b = Server::start_sharing(&a, &args).await;
+    create_target(
+        &admin,
+        json!({
+            "name": "hook", "kind": "webhook", "url": format!("{}/hook", receiver.base),
+            "secret": SECRET, "events": ["submission.created", "submission.review_changed"],
+        }),
+    )
+    .await;
+    // Events arrive through both servers; both workers poll the one outbox.
+    let mut ids = Vec::new();
+    for (i, server) in [&a, &b, &a, &b, &a, &b, &a, &b].into_iter().enumerate() {
+        let id = new_instance_id();
+        let day = format!("2025-07-{:02}", i + 1);
+        let xml = dialogue(&id, None, "DEMO-04231-1", &day, "commune", 10, 5);
+        assert_eq!(collector(server).submit(&xml, &[], false).await.status(), 201);
+        ids.push(id);
+    }
+    let admin_b = b.admin().await;
+    for id in &ids[..4] {
+        review(&admin_b, id, "approved").await;
+    }
+    wait_for(&admin, "all delivered", all_delivered(12)).await;
+    // The receiver always accepts, so a delivery sent by both servers would arrive twice.
+    let received = receiver.received();
+    let keys: BTreeSet<&str> = received
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert_eq!(received.len(), 12);
+    assert_eq!(keys.len(), 12);
+    for r in &received {
+        verify_signature(r, SECRET);
+    }
 }

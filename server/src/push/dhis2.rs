@@ -214,31 +214,51 @@ pub fn build(
     Ok(json!({ "dataValues": values }))
 }
 
-/// Queues one delivery for `period` to `target`, or a failed one saying why it cannot be built.
-fn enqueue_period(
+/// A delivery built outside the writer: its body, or why it cannot be built.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub period: Period,
+    pub body: Result<Option<String>, String>,
+}
+
+/// Builds the body for `period`: `None` when there is no value to send; an error text when the
+/// mapping does not fit the figures (an area missing from the period's map, say).
+fn build_one(
     conn: &mut Conn<'_>,
     indicators: &Indicators,
-    target: &super::Target,
     s: &Dhis2Settings,
     period: Period,
     snapshot: Option<Period>,
-    event: &str,
-) -> Result<(), AppError> {
-    match build(conn, indicators, s, period, snapshot) {
-        Ok(body) => {
-            if body["dataValues"].as_array().is_some_and(|v| !v.is_empty()) {
-                outbox::enqueue(conn, target.id, event, &body.to_string())?;
-            }
-        }
+) -> Result<Built, AppError> {
+    let body = match build(conn, indicators, s, period, snapshot) {
+        Ok(body) => Ok(body["dataValues"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+            .then(|| body.to_string())),
         Err(e @ (AppError::Client { .. } | AppError::Detailed { .. })) => {
-            outbox::enqueue_failed(
-                conn,
-                target.id,
-                event,
-                &format!("cannot build the values of {period}: {e}"),
-            )?;
+            Err(format!("cannot build the values of {period}: {e}"))
         }
         Err(e) => return Err(e),
+    };
+    Ok(Built { period, body })
+}
+
+fn enqueue_built(
+    conn: &mut Conn<'_>,
+    target_id: i64,
+    built: &[Built],
+    event: &str,
+) -> Result<(), AppError> {
+    for b in built {
+        match &b.body {
+            Ok(Some(body)) => {
+                outbox::enqueue(conn, target_id, event, body)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                outbox::enqueue_failed(conn, target_id, event, e)?;
+            }
+        }
     }
     Ok(())
 }
@@ -254,23 +274,36 @@ pub fn enqueue_period_closed(
         let Some(s) = t.settings.dhis2.clone() else {
             continue;
         };
-        for p in closed
+        let built = closed
             .covered()
             .into_iter()
             .filter(|p| is_of_type(*p, s.period_type))
-        {
-            enqueue_period(conn, indicators, &t, &s, p, Some(closed), PERIOD_CLOSED)?;
-        }
+            .map(|p| build_one(conn, indicators, &s, p, Some(closed)))
+            .collect::<Result<Vec<_>, _>>()?;
+        enqueue_built(conn, t.id, &built, PERIOD_CLOSED)?;
     }
     Ok(())
 }
 
-/// Queues the scheduled pushes that are due; runs in the writer, so that of several servers
-/// on one database only one queues each push.
-pub fn enqueue_scheduled(conn: &mut Conn<'_>, indicators: &Indicators) -> Result<usize, AppError> {
+/// A scheduled push that was due when its values were read.
+#[derive(Debug, Clone)]
+pub struct DuePush {
+    target_id: i64,
+    /// The target as it was read; the push is queued only if it is unchanged (not pushed by
+    /// another server meanwhile, not reconfigured).
+    seen: (Option<chrono::NaiveDateTime>, chrono::NaiveDateTime),
+    every: u64,
+    built: Vec<Built>,
+}
+
+/// Reads the values of every scheduled push that is due. Runs on a read connection, so the
+/// writer (and the phones waiting on it) never waits for these queries.
+pub fn due_scheduled(
+    conn: &mut Conn<'_>,
+    indicators: &Indicators,
+) -> Result<Vec<DuePush>, AppError> {
     let at = now();
-    let today = crate::areas::today();
-    let mut queued = 0;
+    let mut due = Vec::new();
     let mut closed: Option<Vec<Period>> = None;
     for t in super::enabled(conn, Kind::Dhis2)? {
         let Some(s) = t.settings.dhis2.clone() else {
@@ -293,11 +326,39 @@ pub fn enqueue_scheduled(conn: &mut Conn<'_>, indicators: &Indicators) -> Result
                 list
             }
         };
-        for p in recent_periods(today, s.period_type, s.lookback) {
-            let snapshot = closed.iter().copied().find(|c| c.covers(p));
-            enqueue_period(conn, indicators, &t, &s, p, snapshot, SCHEDULED)?;
+        let built = recent_periods(crate::areas::today(), s.period_type, s.lookback)
+            .into_iter()
+            .map(|p| {
+                let snapshot = closed.iter().copied().find(|c| c.covers(p));
+                build_one(conn, indicators, &s, p, snapshot)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        due.push(DuePush {
+            target_id: t.id,
+            seen: (t.next_push_at, t.updated_at),
+            every,
+            built,
+        });
+    }
+    Ok(due)
+}
+
+/// Queues the pushes [`due_scheduled`] built, each only if its target is as it was read; runs
+/// in the writer, so that of several servers on one database only one queues each push.
+pub fn enqueue_scheduled(conn: &mut Conn<'_>, due: &[DuePush]) -> Result<usize, AppError> {
+    let at = now();
+    let mut queued = 0;
+    for d in due {
+        let t = match super::get(conn, d.target_id) {
+            Ok(t) => t,
+            Err(AppError::Client { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if !t.enabled || (t.next_push_at, t.updated_at) != d.seen {
+            continue;
         }
-        let every = chrono::Duration::seconds(i64::try_from(every).unwrap_or(i64::MAX / 1000));
+        enqueue_built(conn, t.id, &d.built, SCHEDULED)?;
+        let every = chrono::Duration::seconds(i64::try_from(d.every).unwrap_or(i64::MAX / 1000));
         super::set_next_push(conn, t.id, at + every)?;
         queued += 1;
     }

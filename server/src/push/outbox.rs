@@ -114,6 +114,21 @@ pub struct Claimed {
     pub target: Target,
 }
 
+/// Whether any delivery is due (a read, before taking the writer to claim).
+pub fn has_due(conn: &mut Conn<'_>) -> Result<bool, AppError> {
+    let at = now();
+    let first: Option<i64> = on_conn!(conn, c => deliveries::table
+        .inner_join(push_targets::table)
+        .filter(push_targets::enabled.eq(true))
+        .filter(deliveries::status.eq(PENDING))
+        .filter(deliveries::next_attempt_at.le(at))
+        .filter(deliveries::lease_until.is_null().or(deliveries::lease_until.le(at)))
+        .select(deliveries::id)
+        .first(c)
+        .optional())?;
+    Ok(first.is_some())
+}
+
 /// Takes leases on up to `limit` due deliveries of enabled targets for `worker`; runs in the
 /// writer.
 pub fn claim(

@@ -193,13 +193,15 @@ impl Worker {
 
     /// Queues due scheduled pushes, then sends what is due; whether there was anything.
     async fn round(&self, http: &reqwest::Client, name: &str) -> bool {
-        let indicators = self.indicators.clone();
-        if let Err(e) = self
-            .db
-            .write(move |conn| dhis2::enqueue_scheduled(conn, &indicators))
-            .await
-        {
-            tracing::warn!(error = %e, "scheduled DHIS2 pushes could not be queued");
+        self.schedule().await;
+        // A look on a read connection first: an idle outbox costs the writer nothing.
+        match self.db.read(outbox::has_due).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                return false;
+            }
         }
         let worker = name.to_string();
         let lease = self.config.lease();
@@ -230,6 +232,30 @@ impl Worker {
             self.record(name, c, attempt).await;
         }
         true
+    }
+
+    /// Queues the scheduled DHIS2 pushes that are due, their values read outside the writer.
+    async fn schedule(&self) {
+        let indicators = self.indicators.clone();
+        let due = match self
+            .db
+            .read(move |conn| dhis2::due_scheduled(conn, &indicators))
+            .await
+        {
+            Ok(d) if d.is_empty() => return,
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled DHIS2 pushes could not be read");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .db
+            .write(move |conn| dhis2::enqueue_scheduled(conn, &due))
+            .await
+        {
+            tracing::warn!(error = %e, "scheduled DHIS2 pushes could not be queued");
+        }
     }
 
     async fn record(&self, name: &str, c: &Claimed, attempt: Attempt) {
