@@ -470,7 +470,7 @@ async fn webhooks_arrive_once_each_signed_through_failures_timeouts_and_a_restar
 #[tokio::test]
 async fn a_delivery_that_keeps_failing_is_given_up_then_retried_by_hand() {
     let receiver = Receiver::start(&[], Some(Behaviour::Fail));
-    let (server, admin) = start(&["--push-give-up-secs", "1.5"]).await;
+    let (server, admin) = start(&["--push-give-up-secs", "3"]).await;
     let created = create_target(
         &admin,
         json!({
