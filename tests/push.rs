@@ -233,13 +233,17 @@ fn dialogue(
     total: u32,
     women: u32,
 ) -> Vec<u8> {
-    let deprecated = deprecated
-        .map(|d| format!("<deprecatedID>{d}</deprecatedID>"))
-        .unwrap_or_default();
-    format!(
-        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"policy_dialogue\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\"><start>2025-07-10T08:00:00.000+07:00</start><end>2025-07-10T09:00:00.000+07:00</end><start_location /><hamlet>{hamlet}</hamlet><activity_date>{date}</activity_date><level>{level}</level><topic>gender_equality</topic><topic_other /><chair>Chủ tịch UBND xã</chair><participants_total>{total}</participants_total><participants_women>{women}</participants_women><participants_ethnic_minority>10</participants_ethnic_minority><participants_children>0</participants_children><issues_raised>Nước sạch</issues_raised><commitments /><location>21.0 103.5 600.0 5.0</location><attendance_photo /><attendance_photo_2 /><meta><instanceID>{id}</instanceID>{deprecated}</meta></data>"
-    )
-    .into_bytes()
+    Dialogue {
+        id,
+        deprecated,
+        hamlet,
+        date,
+        level,
+        total,
+        women,
+        photo: None,
+    }
+    .xml()
 }
 
 async fn review(admin: &Admin, instance_id: &str, state: &str) {
@@ -1024,7 +1028,10 @@ async fn two_servers_on_one_database_never_send_the_same_delivery_twice() {
         let id = new_instance_id();
         let day = format!("2025-07-{:02}", i + 1);
         let xml = dialogue(&id, None, "DEMO-04231-1", &day, "commune", 10, 5);
-        assert_eq!(collector(server).submit(&xml, &[], false).await.status(), 201);
+        assert_eq!(
+            collector(server).submit(&xml, &[], false).await.status(),
+            201
+        );
         ids.push(id);
     }
     let admin_b = b.admin().await;
@@ -1042,5 +1049,73 @@ async fn two_servers_on_one_database_never_send_the_same_delivery_twice() {
     assert_eq!(keys.len(), 12);
     for r in &received {
         verify_signature(r, SECRET);
+    }
+}
+
+/// A safe-birth outreach visit (a sensitive form with a beneficiary key), as Collect sends it.
+fn visit(id: &str, name: &str) -> Vec<u8> {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"safe_birth_outreach\" version=\"2025040302\" xmlns:orx=\"http://openrosa.org/xforms\"><start>2025-08-10T08:00:00.000+07:00</start><end>2025-08-10T08:20:00.000+07:00</end><start_location /><hamlet>DEMO-04231-1</hamlet><activity_date>2025-08-10</activity_date><consent>yes</consent><woman_name>{name}</woman_name><birth_year>1998</birth_year><household_code>HH-07</household_code><ethnicity>03</ethnicity><pregnancy_status>pregnant</pregnancy_status><topics>antenatal facility_delivery</topics><referred>no</referred><policy_package>none</policy_package><location>21.0 103.5 600.0 5.0</location><photo /><meta><instanceID>{id}</instanceID></meta></data>"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn an_erasure_is_announced_as_submission_deleted_without_personal_data() {
+    let receiver = Receiver::start(&[], None);
+    let (server, admin) = start(&[]).await;
+    create_target(
+        &admin,
+        json!({
+            "name": "copies", "kind": "webhook", "url": format!("{}/hook", receiver.base),
+            "secret": SECRET, "events": ["submission.deleted"],
+        }),
+    )
+    .await;
+    let id = new_instance_id();
+    let phone = collector(&server);
+    assert_eq!(
+        phone
+            .submit(&visit(&id, "Lò Thị Mai"), &[], false)
+            .await
+            .status(),
+        201
+    );
+    let key = admin.json(&format!("/api/v1/submissions/{id}")).await["beneficiary_key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    // Only the events a target asked for: no delivery for the submission itself.
+    assert!(deliveries(&admin, "").await.is_empty());
+    let out = server.cli(
+        &[
+            "subject",
+            "erase",
+            "--key",
+            &key,
+            "--by",
+            "admin",
+            "--reason",
+            "DS-2025-014",
+            "--yes",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(&admin, "the erasure announced", all_delivered(1)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    verify_signature(&received[0], SECRET);
+    let body = received[0].json();
+    assert_eq!(body["event"], "submission.deleted");
+    assert_eq!(body["submission"]["instance_id"], id.as_str());
+    assert_eq!(body["submission"]["form_id"], "safe_birth_outreach");
+    let text = String::from_utf8_lossy(&received[0].body);
+    for personal in ["Lò Thị Mai", "HH-07", "1998", &key, "DS-2025-014"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
     }
 }

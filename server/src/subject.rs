@@ -197,6 +197,14 @@ pub fn erase(
             .set(submission_versions::is_current.eq(false))
             .execute(c))?;
         indicators::refresh_submission(conn, indicators, sid, Some(by.id))?;
+        // Receivers holding a copy hear of it in the same transaction, while the row still
+        // names the submission; the event carries no more than the instanceID and form.
+        crate::push::webhook::enqueue_submission_event(
+            conn,
+            sid,
+            crate::push::webhook::DELETED,
+            None,
+        )?;
         on_conn!(conn, c => diesel::update(indicator_revisions::table
             .filter(indicator_revisions::submission_id.eq(sid)))
             .set(indicator_revisions::submission_id.eq(None::<i64>))
