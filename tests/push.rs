@@ -601,6 +601,7 @@ async fn bad_push_configuration_is_refused_with_json_errors() {
         (dhis2(json!({"password": null})), "bad_credentials"),
         (dhis2(json!({"period_type": "weekly"})), "bad_period_type"),
         (dhis2(json!({"basis": "hopeful"})), "bad_basis"),
+        (dhis2(json!({"schedule_secs": 5})), "bad_schedule"),
         (dhis2(json!({"org_units": []})), "bad_mapping"),
         (
             dhis2(json!({"data_elements": [{"indicator": "P9-99", "data_element": "deA"}]})),

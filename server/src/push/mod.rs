@@ -32,7 +32,7 @@ const SECRET_CONTEXT: &[u8] = b"push_target_secret";
 /// Shortest webhook signing secret accepted.
 const MIN_SECRET_CHARS: usize = 16;
 /// Shortest DHIS2 schedule: pushing more often only loads the province's DHIS2.
-const MIN_SCHEDULE_SECS: u64 = 1;
+const MIN_SCHEDULE_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -417,7 +417,7 @@ pub fn check(input: TargetInput, existing: Option<&Target>) -> Result<Checked, A
             if input.schedule_secs.is_some_and(|s| s < MIN_SCHEDULE_SECS) {
                 return Err(bad(
                     "bad_schedule",
-                    "schedule_secs is the number of seconds between pushes, at least 1",
+                    format!("schedule_secs is the number of seconds between pushes, at least {MIN_SCHEDULE_SECS}"),
                 ));
             }
             let lookback = input.lookback.unwrap_or(1);
