@@ -1120,3 +1120,65 @@ async fn an_erasure_is_announced_as_submission_deleted_without_personal_data() {
         assert!(!text.contains(personal), "{personal} in {text}");
     }
 }
+
+#[tokio::test]
+async fn push_secrets_are_sealed_at_rest_and_follow_a_key_rotation() {
+    use std::os::unix::fs::PermissionsExt;
+    let receiver = Receiver::start(&[], None);
+    let (mut server, admin) = start(&[]).await;
+    create_target(
+        &admin,
+        json!({
+            "name": "hook", "kind": "webhook", "url": format!("{}/hook", receiver.base),
+            "secret": SECRET, "events": ["submission.created"],
+        }),
+    )
+    .await;
+    create_target(
+        &admin,
+        json!({
+            "name": "dhis2", "kind": "dhis2", "url": "https://dhis2.example.org",
+            "username": "pusher", "password": "a-dhis2-password",
+            "data_elements": [{"indicator": "P8-08", "measure": "dialogues", "data_element": "deA"}],
+            "org_units": [{"area": "14", "org_unit": "ouA"}],
+        }),
+    )
+    .await;
+    // What a copy of the database shows: sealed bytes, no secret.
+    let stored = raw_bytes(&server, "SELECT secret AS b FROM push_targets");
+    assert_eq!(stored.len(), 2);
+    for s in &stored {
+        let text = String::from_utf8_lossy(s);
+        assert!(!text.contains(SECRET) && !text.contains("a-dhis2-password"));
+    }
+
+    // A new key, the rotation, the old key removed: the targets still sign and authenticate.
+    let keys = server.data_dir().join("data.keys");
+    let old = std::fs::read_to_string(&keys).expect("keys");
+    let new = format!("k2 {}", hex::encode(rand::random::<[u8; 32]>()));
+    std::fs::write(&keys, format!("{}\n{new}\n", old.trim())).expect("write keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = server.cli(&["keys", "rotate"], None);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("secrets of 2 push targets"), "{said}");
+    std::fs::write(&keys, format!("{new}\n")).expect("write keys");
+    server.restart();
+    let admin = server.admin().await;
+    let shown = admin.json("/api/v1/push-targets").await;
+    assert_eq!(shown["push_targets"][1]["auth"]["username"], "pusher");
+    let id = new_instance_id();
+    let xml = dialogue(&id, None, "DEMO-04231-1", "2025-07-10", "commune", 30, 18);
+    assert_eq!(
+        collector(&server).submit(&xml, &[], false).await.status(),
+        201
+    );
+    wait_for(&admin, "delivered after the rotation", all_delivered(1)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    verify_signature(&received[0], SECRET);
+}
