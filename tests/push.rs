@@ -1040,6 +1040,33 @@ async fn two_servers_on_one_database_never_send_the_same_delivery_twice() {
         review(&admin_b, id, "approved").await;
     }
     wait_for(&admin, "all delivered", all_delivered(12)).await;
+    // Pages of five, newest first, following the cursor: every delivery once.
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = admin
+            .json(&format!("/api/v1/deliveries?limit=5{cursor}"))
+            .await;
+        let ids: Vec<i64> = page["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .map(|d| d["id"].as_i64().expect("id"))
+            .collect();
+        pages.extend(ids);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages.len(), 12);
+    assert!(pages.windows(2).all(|w| w[0] > w[1]));
+    assert_eq!(
+        deliveries(&admin, "&event=submission.review_changed")
+            .await
+            .len(),
+        4
+    );
     // The receiver always accepts, so a delivery sent by both servers would arrive twice.
     let received = receiver.received();
     let keys: BTreeSet<&str> = received
