@@ -109,8 +109,6 @@ pub struct Claimed {
     pub event: String,
     pub idempotency_key: String,
     pub payload: String,
-    pub attempts: i64,
-    pub retry_from: NaiveDateTime,
     pub target: Target,
 }
 
@@ -138,7 +136,7 @@ pub fn claim(
     limit: i64,
 ) -> Result<Vec<Claimed>, AppError> {
     let at = now();
-    type Row = (i64, i64, String, String, String, i64, NaiveDateTime);
+    type Row = (i64, i64, String, String, String);
     let rows: Vec<Row> = on_conn!(conn, c => deliveries::table
         .inner_join(push_targets::table)
         .filter(deliveries::status.eq(PENDING))
@@ -153,8 +151,6 @@ pub fn claim(
             deliveries::event,
             deliveries::idempotency_key,
             deliveries::payload,
-            deliveries::attempts,
-            deliveries::retry_from,
         ))
         .load(c))?;
     if rows.is_empty() {
@@ -169,14 +165,12 @@ pub fn claim(
         ))
         .execute(c))?;
     let mut out = Vec::new();
-    for (id, target_id, event, idempotency_key, payload, attempts, retry_from) in rows {
+    for (id, target_id, event, idempotency_key, payload) in rows {
         out.push(Claimed {
             id,
             event,
             idempotency_key,
             payload,
-            attempts,
-            retry_from,
             target: super::get(conn, target_id)?,
         });
     }
