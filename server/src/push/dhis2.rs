@@ -390,17 +390,20 @@ pub fn read_answer(status: u16, body: &str) -> Answer {
             snippet(body)
         ));
     };
+    // Only an import summary says what happened to the values; any other answer (a refused
+    // sign-in, a proxy's error page) is a failure that may pass, once the cause is fixed.
     let summary = match v.get("response") {
-        Some(r) if r.get("importCount").is_some() || r.get("status").is_some() => r,
-        _ => &v,
+        Some(r) if r.get("importCount").is_some() => r,
+        _ if v.get("importCount").is_some() => &v,
+        _ => {
+            let message = v.get("message").and_then(Value::as_str).unwrap_or("");
+            return Answer::Retry(format!(
+                "HTTP {status}: not a DHIS2 import summary: {}",
+                snippet(if message.is_empty() { body } else { message })
+            ));
+        }
     };
-    let Some(state) = summary.get("status").and_then(Value::as_str) else {
-        let message = v.get("message").and_then(Value::as_str).unwrap_or("");
-        return Answer::Retry(format!(
-            "HTTP {status}: not a DHIS2 import summary: {}",
-            snippet(if message.is_empty() { body } else { message })
-        ));
-    };
+    let state = summary.get("status").and_then(Value::as_str).unwrap_or("");
     let count = |k: &str| summary["importCount"][k].as_i64().unwrap_or(0);
     let conflicts: Vec<String> = summary["conflicts"]
         .as_array()
@@ -498,13 +501,13 @@ mod tests {
             read_answer(502, "<html>Bad gateway</html>"),
             Answer::Retry(_)
         ));
-        assert!(matches!(
-            read_answer(
-                401,
-                r#"{"httpStatus":"Unauthorized","message":"Unauthorized"}"#
-            ),
-            Answer::Retry(_)
-        ));
+        // A refused sign-in is no import summary, even with a status: it may pass once the
+        // credentials are fixed.
+        let unauthorized = r#"{"httpStatus":"Unauthorized","httpStatusCode":401,"status":"ERROR","message":"Unauthorized"}"#;
+        assert_eq!(
+            read_answer(401, unauthorized),
+            Answer::Retry("HTTP 401: not a DHIS2 import summary: Unauthorized".into())
+        );
     }
 
     #[test]
