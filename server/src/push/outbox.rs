@@ -450,6 +450,20 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Delivery>, AppError> 
     Ok(rows.into_iter().map(|r| view(r, at)).collect())
 }
 
+/// How long delivered deliveries stay listed.
+pub const KEEP_DELIVERED_DAYS: i64 = 90;
+
+/// Removes deliveries delivered before `before` (pending and failed ones stay); runs in the
+/// writer. Returns how many went.
+pub fn purge_delivered(conn: &mut Conn<'_>, before: NaiveDateTime) -> Result<usize, AppError> {
+    Ok(on_conn!(conn, c => diesel::delete(
+        deliveries::table
+            .filter(deliveries::status.eq(DELIVERED))
+            .filter(deliveries::delivered_at.lt(before)),
+    )
+    .execute(c))?)
+}
+
 /// Pending deliveries (the queue's length) and failed ones, for `/metrics`.
 pub fn counts(conn: &mut Conn<'_>) -> Result<(i64, i64), AppError> {
     let count = |conn: &mut Conn<'_>, status: &str| -> Result<i64, AppError> {
@@ -464,6 +478,79 @@ pub fn counts(conn: &mut Conn<'_>) -> Result<(i64, i64), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::DataKeys;
+    use crate::push::{check, create, TargetInput};
+
+    #[test]
+    fn a_delivery_is_claimed_once_recorded_and_purged_when_old() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        let (_, mut db) = crate::db::connect(&url).expect("database");
+        let keys = DataKeys::parse(&format!("k1 {}", "ab".repeat(32))).expect("keys");
+        let mut conn = db.conn();
+        let input = TargetInput {
+            name: Some("hook".into()),
+            kind: Some("webhook".into()),
+            url: Some("https://example.org/hook".into()),
+            events: Some(vec!["submission.created".into()]),
+            ..Default::default()
+        };
+        let target = create(&mut conn, &keys, &check(input, None).expect("valid")).expect("target");
+        let sent = enqueue(&mut conn, target.id, "submission.created", "{}").expect("enqueue");
+        let waiting = enqueue(&mut conn, target.id, "submission.created", "{}").expect("enqueue");
+        let lease = Duration::from_secs(60);
+        let claimed = claim(&mut conn, "a", lease, 1).expect("claim");
+        assert_eq!(claimed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![sent]);
+        // Leased: another worker gets only the other one.
+        let other = claim(&mut conn, "b", lease, 10).expect("claim");
+        assert_eq!(
+            other.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![waiting]
+        );
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            give_up: Duration::from_secs(60),
+        };
+        // Only the lease holder records.
+        assert_eq!(
+            record(&mut conn, sent, "b", &Attempt::Delivered, &policy, 0.5).expect("record"),
+            Recorded::LeaseLost
+        );
+        assert_eq!(
+            record(&mut conn, sent, "a", &Attempt::Delivered, &policy, 0.5).expect("record"),
+            Recorded::Delivered
+        );
+        assert!(matches!(
+            record(
+                &mut conn,
+                waiting,
+                "b",
+                &Attempt::Failed("HTTP 500".into()),
+                &policy,
+                0.5
+            )
+            .expect("record"),
+            Recorded::Retry(_)
+        ));
+        // Not old enough yet: nothing goes.
+        let earlier = now() - chrono::Duration::days(1);
+        assert_eq!(purge_delivered(&mut conn, earlier).expect("purge"), 0);
+        // Old enough: the delivered one goes; the pending one stays.
+        let later = now() + chrono::Duration::seconds(1);
+        assert_eq!(purge_delivered(&mut conn, later).expect("purge"), 1);
+        let left = list(
+            &mut conn,
+            &Filter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .expect("list");
+        assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), vec![waiting]);
+        assert_eq!(left[0].status, PENDING);
+        assert_eq!(left[0].last_error.as_deref(), Some("HTTP 500"));
+    }
 
     #[test]
     fn the_delay_doubles_with_jitter_and_a_cap() {
