@@ -1089,7 +1089,7 @@ fn visit(id: &str, name: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn an_erasure_is_announced_as_submission_deleted_without_personal_data() {
+async fn erasures_and_deletions_are_announced_without_personal_data() {
     let receiver = Receiver::start(&[], None);
     let (server, admin) = start(&[]).await;
     create_target(
@@ -1100,21 +1100,45 @@ async fn an_erasure_is_announced_as_submission_deleted_without_personal_data() {
         }),
     )
     .await;
-    let id = new_instance_id();
     let phone = collector(&server);
-    assert_eq!(
-        phone
-            .submit(&visit(&id, "Lò Thị Mai"), &[], false)
-            .await
-            .status(),
-        201
+    let (id, other) = (new_instance_id(), new_instance_id());
+    let xml = visit(&id, "Lò Thị Mai");
+    assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
+    let xml = dialogue(
+        &other,
+        None,
+        "DEMO-04231-1",
+        "2025-07-10",
+        "commune",
+        30,
+        18,
     );
+    assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
+    // Only the events a target asked for: no delivery for the submissions themselves.
+    assert!(deliveries(&admin, "").await.is_empty());
+
+    // An administrator's deletion.
+    let res = admin
+        .delete(&format!("/api/v1/submissions/{other}"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(res.status(), 200);
+    wait_for(&admin, "the deletion announced", all_delivered(1)).await;
+    let body = receiver.received()[0].json();
+    assert_eq!(
+        (
+            body["event"].as_str(),
+            body["submission"]["instance_id"].as_str()
+        ),
+        (Some("submission.deleted"), Some(other.as_str()))
+    );
+
+    // A data subject's erasure, from the command line.
     let key = admin.json(&format!("/api/v1/submissions/{id}")).await["beneficiary_key"]
         .as_str()
         .expect("key")
         .to_string();
-    // Only the events a target asked for: no delivery for the submission itself.
-    assert!(deliveries(&admin, "").await.is_empty());
     let out = server.cli(
         &[
             "subject",
@@ -1129,22 +1153,21 @@ async fn an_erasure_is_announced_as_submission_deleted_without_personal_data() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_for(&admin, "the erasure announced", all_delivered(1)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    wait_for(&admin, "the erasure announced", all_delivered(2)).await;
     let received = receiver.received();
-    assert_eq!(received.len(), 1);
-    verify_signature(&received[0], SECRET);
-    let body = received[0].json();
+    assert_eq!(received.len(), 2);
+    let body = received[1].json();
     assert_eq!(body["event"], "submission.deleted");
     assert_eq!(body["submission"]["instance_id"], id.as_str());
     assert_eq!(body["submission"]["form_id"], "safe_birth_outreach");
-    let text = String::from_utf8_lossy(&received[0].body);
-    for personal in ["Lò Thị Mai", "HH-07", "1998", &key, "DS-2025-014"] {
-        assert!(!text.contains(personal), "{personal} in {text}");
+    for r in &received {
+        verify_signature(r, SECRET);
+        let text = String::from_utf8_lossy(&r.body);
+        for personal in ["Lò Thị Mai", "HH-07", "1998", &key, "DS-2025-014"] {
+            assert!(!text.contains(personal), "{personal} in {text}");
+        }
     }
 }
 

@@ -390,6 +390,17 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 ))
                 .execute(c))?;
             crate::scope::index_areas(conn, old.submission_id)?;
+            let root: String = on_conn!(conn, c => submissions::table
+                .find(old.submission_id)
+                .select(submissions::instance_id)
+                .first(c))?;
+            crate::changes::record(
+                conn,
+                old.submission_id,
+                &root,
+                crate::changes::Kind::Edited,
+                inc.received_at,
+            )?;
             return Ok(Stored {
                 submission_id: old.submission_id,
                 outcome: Outcome::Edited,
@@ -412,6 +423,13 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         .get_result(c))?;
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
     crate::scope::index_areas(conn, submission_id)?;
+    crate::changes::record(
+        conn,
+        submission_id,
+        &id.instance_id,
+        crate::changes::Kind::Created,
+        inc.received_at,
+    )?;
     Ok(Stored {
         submission_id,
         outcome: Outcome::Created,
@@ -420,7 +438,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
 }
 
 /// One row of the submission list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub instance_id: String,
     pub form_id: String,
@@ -561,13 +579,22 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
         }
         q.load(c)
     })?;
+    let mut rows = summaries(conn, &ids)?;
+    if f.newest_first {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// The list rows of the given submissions (those that exist), in id order.
+pub fn summaries(conn: &mut Conn<'_>, ids: &[i64]) -> Result<Vec<Summary>, AppError> {
     let mut rows: Vec<SummaryRow> = on_conn!(conn, c => submissions::table
         .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
         .inner_join(submission_versions::table.on(
             submission_versions::submission_id.eq(submissions::id)
                 .and(submission_versions::is_current.eq(true)),
         ))
-        .filter(submissions::id.eq_any(&ids))
+        .filter(submissions::id.eq_any(ids))
         .select((
             (submissions::id, submission_versions::id),
             submissions::instance_id,
@@ -581,11 +608,7 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
             submissions::updated_at,
         ))
         .load(c))?;
-    if f.newest_first {
-        rows.sort_by_key(|r| std::cmp::Reverse((r.0).0));
-    } else {
-        rows.sort_by_key(|r| (r.0).0);
-    }
+    rows.sort_by_key(|r| (r.0).0);
     let version_ids: Vec<i64> = rows.iter().map(|r| (r.0).1).collect();
     let mut flags = flags_of(conn, &version_ids)?;
     Ok(rows

@@ -24,7 +24,8 @@ use crate::users::now;
 pub const CREATED: &str = "submission.created";
 pub const EDITED: &str = "submission.edited";
 pub const REVIEW_CHANGED: &str = "submission.review_changed";
-/// Erased (`fieldtally subject erase`): a receiver should remove its copy.
+/// Deleted by an administrator or erased (`fieldtally subject erase`): a receiver should
+/// remove its copy.
 pub const DELETED: &str = "submission.deleted";
 /// Every event a webhook can receive.
 pub const EVENTS: [&str; 4] = [CREATED, EDITED, REVIEW_CHANGED, DELETED];
