@@ -7,6 +7,7 @@ mod auth;
 mod fieldwork;
 mod forms;
 mod indicators;
+mod push;
 pub(crate) mod submissions;
 mod users;
 
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(submissions::routes)
             .configure(audit::routes)
             .configure(indicators::routes)
+            .configure(push::routes)
             .configure(crate::openapi::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
