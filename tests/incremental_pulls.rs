@@ -292,6 +292,16 @@ async fn the_feed_reports_creations_edits_reviews_and_deletions_once_to_those_wh
         vec![change("created", &c)]
     );
     assert_eq!(drain(&sup_a, &cursor, 4).await.0, vec![]);
+    // The newest submission was deleted before `c` came: `c` never takes its place in the feed.
+    let all = page(&admin, "", 100).await;
+    for entry in all["changes"].as_array().expect("changes") {
+        if entry["instance_id"] == p.as_str() || entry["instance_id"] == b.as_str() {
+            assert_eq!(entry["submission"], Value::Null, "{entry}");
+        }
+        if let Some(s) = entry["submission"].as_object() {
+            assert_eq!(s["instance_id"], entry["instance_id"], "{entry}");
+        }
+    }
 
     // Clear refusals.
     for (query, code) in [

@@ -165,6 +165,8 @@ pub fn feed(
     let rows: Vec<(i64, i64, i64, String, String, NaiveDateTime)> = on_conn!(conn, c => {
         let q = submission_changes::table
             .filter(submission_changes::txid.lt(horizon))
+            // Implied by the next filter; it makes the page a range of the (txid, seq) index.
+            .filter(submission_changes::txid.ge(after.txid))
             .filter(
                 submission_changes::txid.gt(after.txid).or(submission_changes::txid
                     .eq(after.txid)

@@ -117,6 +117,28 @@ pub struct ServeArgs {
     /// Seconds a finished export's file is kept for download before it is deleted.
     #[arg(long, env = "FIELDTALLY_EXPORT_KEEP_SECS", default_value_t = 86_400)]
     pub export_keep_secs: i64,
+    /// Seconds between looks at the outbox of push deliveries when it has nothing due.
+    #[arg(long, env = "FIELDTALLY_PUSH_POLL_SECS", default_value_t = 5.0)]
+    pub push_poll_secs: f64,
+    /// Seconds a push request (webhook or DHIS2) may take before it counts as failed.
+    #[arg(long, env = "FIELDTALLY_PUSH_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub push_timeout_secs: f64,
+    /// Seconds before the first retry of a failed delivery; doubled after each failure (with
+    /// jitter) up to --push-retry-max-secs.
+    #[arg(long, env = "FIELDTALLY_PUSH_RETRY_BASE_SECS", default_value_t = 30.0)]
+    pub push_retry_base_secs: f64,
+    /// The longest wait between two attempts, in seconds.
+    #[arg(long, env = "FIELDTALLY_PUSH_RETRY_MAX_SECS", default_value_t = 3600.0)]
+    pub push_retry_max_secs: f64,
+    /// Seconds after which a delivery that keeps failing is given up (status `failed`).
+    #[arg(long, env = "FIELDTALLY_PUSH_GIVE_UP_SECS", default_value_t = 259200.0)]
+    pub push_give_up_secs: f64,
+}
+
+/// Seconds from a flag as a duration, at least `min` (a negative or NaN value gives `min`).
+fn seconds(s: f64, min: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(s.max(min))
+        .unwrap_or(std::time::Duration::from_secs_f64(min))
 }
 
 /// Where the data keys that protect personal data are read from.
@@ -154,6 +176,7 @@ pub struct Config {
     /// Largest export answered at once, in submissions.
     pub export_direct_max: i64,
     pub export_jobs: crate::exports::jobs::Settings,
+    pub push: crate::push::worker::PushConfig,
 }
 
 impl From<&ServeArgs> for Config {
@@ -189,6 +212,15 @@ impl From<&ServeArgs> for Config {
             export_jobs: crate::exports::jobs::Settings {
                 stale_after: chrono::Duration::seconds(a.export_stale_secs.max(1)),
                 keep: chrono::Duration::seconds(a.export_keep_secs.max(0)),
+            },
+            push: crate::push::worker::PushConfig {
+                poll: seconds(a.push_poll_secs, 0.05),
+                timeout: seconds(a.push_timeout_secs, 0.1),
+                retry: crate::push::outbox::RetryPolicy {
+                    base: seconds(a.push_retry_base_secs, 0.01),
+                    max: seconds(a.push_retry_max_secs, 0.01),
+                    give_up: seconds(a.push_give_up_secs, 0.0),
+                },
             },
         }
     }

@@ -118,6 +118,9 @@ pub fn remove(
     .set(submission_versions::is_current.eq(false))
     .execute(c))?;
     indicators::refresh_submission(conn, indicators, sid, Some(actor.id))?;
+    // Webhook receivers holding a copy hear of it in this transaction, while the row still
+    // names the submission; the event carries no more than the instanceID and form.
+    crate::push::webhook::enqueue_submission_event(conn, sid, crate::push::webhook::DELETED, None)?;
     // Revisions of closed periods stay, as history, without pointing at a submission that is
     // no longer there.
     on_conn!(conn, c => diesel::update(

@@ -29,6 +29,7 @@ pub mod openrosa;
 pub mod ops;
 pub mod photos;
 pub mod protection;
+pub mod push;
 pub mod review;
 pub mod scope;
 pub mod sensitive;
@@ -259,6 +260,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.db.data_dir.clone(),
         state.config.export_jobs.clone(),
     ));
+    let push = actix_web::rt::spawn(
+        push::worker::Worker {
+            db: db.clone(),
+            keys: state.data_keys.clone(),
+            indicators: state.indicators.clone(),
+            metrics: state.metrics.clone(),
+            config: state.config.push,
+        }
+        .run(),
+    );
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();
         App::new()
@@ -318,6 +329,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.run().await?;
     maintenance.abort();
     export_jobs.abort();
+    // A delivery in flight stays leased until its lease runs out; then it is sent again.
+    push.abort();
     // Writes queued by the last requests are committed before the process ends.
     db.write(|_| Ok(())).await?;
     println!("fieldtally stopped");

@@ -286,6 +286,9 @@ fn rotate(keys: &DataKeyArgs, db: &DatabaseArgs) -> anyhow::Result<()> {
         total.sealed += batch.sealed;
         total.last_id = batch.last_id;
     }
+    let targets = conn
+        .conn()
+        .write_transaction(|c| fieldtally::push::reseal_all(c, &keys))?;
     println!(
         "Looked at {} submission versions: {} moved to key '{}', {} sealed for the first time.",
         total.scanned,
@@ -293,6 +296,7 @@ fn rotate(keys: &DataKeyArgs, db: &DatabaseArgs) -> anyhow::Result<()> {
         keys.current_id(),
         total.sealed
     );
+    println!("Sealed the secrets of {targets} push targets with the current key.");
     Ok(())
 }
 

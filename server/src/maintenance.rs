@@ -1,5 +1,6 @@
-//! Periodic clean-up of rows that only matter for a while: expired sign-in counters and used
-//! Digest nonces. Every instance runs it; the deletes are idempotent.
+//! Periodic clean-up of rows that only matter for a while: expired sign-in counters, used
+//! Digest nonces, and push deliveries delivered long ago. Every instance runs it; the deletes
+//! are idempotent.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use chrono::Duration as Age;
 
 use crate::auth::{digest, replay, throttle};
 use crate::db::Db;
+use crate::push::outbox;
 use crate::users::now;
 
 const EVERY: Duration = Duration::from_secs(600);
@@ -20,15 +22,18 @@ pub async fn run(db: Db) {
                 let counters = throttle::purge(conn, t - Age::days(1))?;
                 let nonces =
                     replay::purge(conn, t - Age::seconds(digest::NONCE_LIFETIME_SECS + 120))?;
-                Ok((counters, nonces))
+                let deliveries =
+                    outbox::purge_delivered(conn, t - Age::days(outbox::KEEP_DELIVERED_DAYS))?;
+                Ok((counters, nonces, deliveries))
             })
             .await;
         match result {
-            Ok((counters, nonces)) => {
+            Ok((counters, nonces, deliveries)) => {
                 tracing::debug!(
                     counters,
                     nonces,
-                    "purged expired sign-in counters and nonces"
+                    deliveries,
+                    "purged expired sign-in counters, nonces and old deliveries"
                 )
             }
             Err(e) => tracing::warn!(error = %e, "maintenance failed"),

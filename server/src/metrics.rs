@@ -44,11 +44,15 @@ pub const OUTCOMES: [&str; 5] = [
     "rejected",
 ];
 
+/// Outcomes of delivery attempts that are counted (see `push::worker`).
+pub const PUSH_OUTCOMES: [&str; 4] = ["delivered", "retry", "failed", "lease_lost"];
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latencies: Mutex<BTreeMap<String, Histogram>>,
     submissions: [AtomicU64; OUTCOMES.len()],
+    pushes: [AtomicU64; PUSH_OUTCOMES.len()],
 }
 
 /// Methods outside this list are counted as `OTHER`, so a client cannot mint label values.
@@ -80,6 +84,12 @@ impl Metrics {
     pub fn record_submission(&self, outcome: &str) {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
             self.submissions[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_push(&self, outcome: &str) {
+        if let Some(i) = PUSH_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.pushes[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -131,6 +141,15 @@ impl Metrics {
                 self.submissions[i].load(Ordering::Relaxed)
             );
         }
+        out.push_str("# HELP fieldtally_push_attempts_total Delivery attempts to push targets by outcome (retry: failed, tried again later; failed: given up or refused).\n");
+        out.push_str("# TYPE fieldtally_push_attempts_total counter\n");
+        for (i, outcome) in PUSH_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "fieldtally_push_attempts_total{{outcome=\"{outcome}\"}} {}",
+                self.pushes[i].load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP fieldtally_writer_queue_length Writes waiting for the writer.\n");
         out.push_str("# TYPE fieldtally_writer_queue_length gauge\n");
         let _ = writeln!(out, "fieldtally_writer_queue_length {queue_length}");
@@ -144,6 +163,17 @@ fn escape(label: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Adds the outbox's state to `out`: deliveries waiting (the queue) and given up, across every
+/// server on the database.
+pub fn render_outbox(out: &mut String, pending: i64, failed: i64) {
+    out.push_str("# HELP fieldtally_push_queue_length Deliveries waiting to be sent.\n");
+    out.push_str("# TYPE fieldtally_push_queue_length gauge\n");
+    let _ = writeln!(out, "fieldtally_push_queue_length {pending}");
+    out.push_str("# HELP fieldtally_push_failed_deliveries Deliveries given up (status failed).\n");
+    out.push_str("# TYPE fieldtally_push_failed_deliveries gauge\n");
+    let _ = writeln!(out, "fieldtally_push_failed_deliveries {failed}");
 }
 
 /// Adds the writer's batch statistics to `out`.
@@ -178,6 +208,7 @@ mod tests {
         m.record_request("BREW", "-", 404, 0.0001);
         m.record_submission("created");
         m.record_submission("nonsense");
+        m.record_push("retry");
         let text = m.render(&WriterStats::default(), 3);
         assert!(text.contains(
             "fieldtally_http_requests_total{method=\"GET\",route=\"/formList\",status=\"200\"} 2"
@@ -191,6 +222,7 @@ mod tests {
         );
         assert!(text.contains("fieldtally_submissions_total{outcome=\"created\"} 1"));
         assert!(text.contains("fieldtally_writer_queue_length 3"));
+        assert!(text.contains("fieldtally_push_attempts_total{outcome=\"retry\"} 1"));
         assert!(text.contains("fieldtally_writer_batch_size_count 0"));
     }
 }

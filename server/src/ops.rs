@@ -64,9 +64,11 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             ));
         }
     }
-    let body = state
+    let mut body = state
         .metrics
         .render(state.db.writer_stats(), state.db.writer_queue_length());
+    let (pending, failed) = state.db.read(crate::push::outbox::counts).await?;
+    crate::metrics::render_outbox(&mut body, pending, failed);
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -172,6 +172,12 @@ fn apply(
         crate::changes::Kind::ReviewChanged,
         at,
     )?;
+    crate::push::webhook::enqueue_submission_event(
+        conn,
+        t.id,
+        crate::push::webhook::REVIEW_CHANGED,
+        Some(&t.state),
+    )?;
     audit::record(
         conn,
         actor,

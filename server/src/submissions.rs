@@ -409,18 +409,25 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         }
     }
 
-    let submission_id: i64 = on_conn!(conn, c => diesel::insert_into(submissions::table)
-        .values((
-            submissions::instance_id.eq(&id.instance_id),
-            submissions::form_id.eq(&id.form_id),
-            submissions::form_version.eq(&id.version),
-            submissions::collector_id.eq(inc.collector_id),
-            submissions::review_state.eq(STATE_RECEIVED),
-            submissions::created_at.eq(inc.received_at),
-            submissions::updated_at.eq(inc.received_at),
-        ))
-        .returning(submissions::id)
-        .get_result(c))?;
+    let values = (
+        submissions::instance_id.eq(&id.instance_id),
+        submissions::form_id.eq(&id.form_id),
+        submissions::form_version.eq(&id.version),
+        submissions::collector_id.eq(inc.collector_id),
+        submissions::review_state.eq(STATE_RECEIVED),
+        submissions::created_at.eq(inc.received_at),
+        submissions::updated_at.eq(inc.received_at),
+    );
+    let submission_id: i64 = match unused_sqlite_id(conn)? {
+        Some(fresh) => on_conn!(conn, c => diesel::insert_into(submissions::table)
+            .values((submissions::id.eq(fresh), values))
+            .returning(submissions::id)
+            .get_result(c))?,
+        None => on_conn!(conn, c => diesel::insert_into(submissions::table)
+            .values(values)
+            .returning(submissions::id)
+            .get_result(c))?,
+    };
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
     crate::scope::index_areas(conn, submission_id)?;
     crate::changes::record(
@@ -435,6 +442,25 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         outcome: Outcome::Created,
         missing: missing_count(conn, version_id)?,
     })
+}
+
+/// On SQLite, the id for a new submission. Without AUTOINCREMENT SQLite gives a new row the
+/// largest id plus one, so after the newest submission was deleted its id would come again, and
+/// the change feed and the tombstones, which name submissions by id, would mix the two. The new
+/// id therefore also follows every deleted one. PostgreSQL's sequence never gives an id twice.
+fn unused_sqlite_id(conn: &mut Conn<'_>) -> Result<Option<i64>, AppError> {
+    use crate::db::schema::deleted_submissions;
+    use diesel::dsl::max;
+    let Conn::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    let live: Option<i64> = submissions::table
+        .select(max(submissions::id))
+        .first(&mut **c)?;
+    let deleted: Option<i64> = deleted_submissions::table
+        .select(max(deleted_submissions::submission_id))
+        .first(&mut **c)?;
+    Ok(Some(live.max(deleted).unwrap_or(0) + 1))
 }
 
 /// One row of the submission list.

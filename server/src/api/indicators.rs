@@ -293,7 +293,7 @@ async fn list_baselines(
 }
 
 /// Rows from a CSV body (`Content-Type: text/csv`) or JSON: a list, or `{"<key>": [...]}`.
-fn import_rows<T: DeserializeOwned>(
+pub(super) fn import_rows<T: DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
     key: &str,
@@ -416,14 +416,17 @@ async fn close_period(
         .db
         .write(move |conn| {
             let index = indicators.area_index(conn)?;
-            closing::close(
+            let closed = closing::close(
                 conn,
                 indicators.definitions(),
                 &index,
                 period,
                 Some(by),
                 body.note.as_deref(),
-            )
+            )?;
+            // In the same transaction: the close and its pushes commit together.
+            crate::push::dhis2::enqueue_period_closed(conn, &indicators, period)?;
+            Ok(closed)
         })
         .await?;
     Ok(HttpResponse::Created().json(closed))

@@ -8,6 +8,7 @@ mod exports;
 mod fieldwork;
 mod forms;
 mod indicators;
+mod push;
 pub(crate) mod submissions;
 mod users;
 
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(audit::routes)
             .configure(indicators::routes)
             .configure(exports::routes)
+            .configure(push::routes)
             .configure(crate::openapi::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(

@@ -452,6 +452,41 @@ diesel::joinable!(form_sources -> form_versions (form_version_id));
 diesel::joinable!(user_areas -> users (user_id));
 diesel::joinable!(submission_reviews -> submissions (submission_id));
 diesel::joinable!(submission_comments -> submissions (submission_id));
+diesel::table! {
+    push_targets (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        url -> Text,
+        secret -> Binary,
+        settings -> Text,
+        enabled -> Bool,
+        next_push_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> BigInt,
+        target_id -> BigInt,
+        event -> Text,
+        idempotency_key -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        created_at -> Timestamp,
+        retry_from -> Timestamp,
+        next_attempt_at -> Timestamp,
+        leased_by -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(deliveries -> push_targets (target_id));
 diesel::joinable!(web_sessions -> users (user_id));
 diesel::joinable!(submission_areas -> submissions (submission_id));
 
@@ -497,6 +532,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     submission_changes,
     deleted_submissions,
     deleted_submission_areas,
+    push_targets,
+    deliveries,
 );
 
 diesel::table! {

@@ -25,6 +25,7 @@ use crate::error::{AppError, OpenRosaError};
 use crate::forms;
 use crate::indicators;
 use crate::protection;
+use crate::push;
 use crate::state::AppState;
 use crate::submissions::{self, Incoming, IncomingFile, Outcome, Stored};
 
@@ -447,6 +448,15 @@ async fn receive(
                     stored.submission_id,
                     Some(collector_id),
                 )?;
+            }
+            // In the same transaction too: a webhook is sent exactly when the change commits.
+            let event = match stored.outcome {
+                Outcome::Created => Some(push::webhook::CREATED),
+                Outcome::Edited => Some(push::webhook::EDITED),
+                Outcome::OlderVersion | Outcome::Duplicate => None,
+            };
+            if let Some(event) = event {
+                push::webhook::enqueue_submission_event(conn, stored.submission_id, event, None)?;
             }
             Ok(stored)
         })
