@@ -106,6 +106,17 @@ pub struct ServeArgs {
     /// (same file name); figures of changed indicators are rebuilt at start.
     #[arg(long, env = "FIELDTALLY_INDICATORS_DIR")]
     pub indicators_dir: Option<PathBuf>,
+    /// Exports of at most this many submissions are answered at once; larger ones must run as
+    /// a job (`POST /api/v1/exports`).
+    #[arg(long, env = "FIELDTALLY_EXPORT_DIRECT_MAX", default_value_t = 10_000)]
+    pub export_direct_max: i64,
+    /// Seconds without a heartbeat after which a running export job is taken to have lost its
+    /// server (crashed) and is started again by another (or the restarted) instance.
+    #[arg(long, env = "FIELDTALLY_EXPORT_STALE_SECS", default_value_t = 60)]
+    pub export_stale_secs: i64,
+    /// Seconds a finished export's file is kept for download before it is deleted.
+    #[arg(long, env = "FIELDTALLY_EXPORT_KEEP_SECS", default_value_t = 86_400)]
+    pub export_keep_secs: i64,
     /// Seconds between looks at the outbox of push deliveries when it has nothing due.
     #[arg(long, env = "FIELDTALLY_PUSH_POLL_SECS", default_value_t = 5.0)]
     pub push_poll_secs: f64,
@@ -162,6 +173,9 @@ pub struct Config {
     pub upload_idle_timeout: std::time::Duration,
     pub metrics_token: Option<String>,
     pub geotag: crate::geotag::Limits,
+    /// Largest export answered at once, in submissions.
+    pub export_direct_max: i64,
+    pub export_jobs: crate::exports::jobs::Settings,
     pub push: crate::push::worker::PushConfig,
 }
 
@@ -193,6 +207,11 @@ impl From<&ServeArgs> for Config {
             geotag: crate::geotag::Limits {
                 low_accuracy_metres: a.low_accuracy_metres,
                 far_from_hamlet_metres: a.far_from_hamlet_metres,
+            },
+            export_direct_max: a.export_direct_max.max(0),
+            export_jobs: crate::exports::jobs::Settings {
+                stale_after: chrono::Duration::seconds(a.export_stale_secs.max(1)),
+                keep: chrono::Duration::seconds(a.export_keep_secs.max(0)),
             },
             push: crate::push::worker::PushConfig {
                 poll: seconds(a.push_poll_secs, 0.05),

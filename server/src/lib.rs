@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod db;
 pub mod deletion;
 pub mod error;
+pub mod exports;
 pub mod fieldwork;
 pub mod forms;
 pub mod fsck;
@@ -254,6 +255,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db = state.db.clone();
     let max_submission = args.max_submission_bytes;
     let maintenance = actix_web::rt::spawn(maintenance::run(db.clone()));
+    let export_jobs = actix_web::rt::spawn(exports::jobs::run(
+        exports::Context::of(&state),
+        args.db.data_dir.clone(),
+        state.config.export_jobs.clone(),
+    ));
     let push = actix_web::rt::spawn(
         push::worker::Worker {
             db: db.clone(),
@@ -322,6 +328,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.run().await?;
     maintenance.abort();
+    export_jobs.abort();
     // A delivery in flight stays leased until its lease runs out; then it is sent again.
     push.abort();
     // Writes queued by the last requests are committed before the process ends.

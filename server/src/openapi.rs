@@ -47,6 +47,7 @@ const REVIEWERS: &str = "admin, province officer, supervisor (scope `administer`
 const INDICATOR_READERS: &str = "admin, province officer, api_client (scope `read_indicators`)";
 const PROVINCE: &str = "admin, province officer (scope `administer`)";
 const FORM_READERS: &str = "admin, province officer, supervisor, api_client";
+const EXPORTERS: &str = "admin, province officer, supervisor (their areas), api_client (scope `export`; sensitive values also need `read_sensitive` and a purpose, logged)";
 
 pub const OPERATIONS: &[Op] = &[
     op("POST", "/auth/token", "auth", "A user name and password, or an API key, for a short-lived access token", "anyone (rate-limited)"),
@@ -105,6 +106,12 @@ pub const OPERATIONS: &[Op] = &[
     op("GET", "/indicators/periods", "indicators", "Closed reporting periods", INDICATOR_READERS),
     op("GET", "/indicators/periods/{period}", "indicators", "A closed period with its revisions", INDICATOR_READERS),
     op("POST", "/indicators/periods/{period}/close", "indicators", "Close a reporting period", PROVINCE),
+    op("GET", "/reports/project8.xlsx", "indicators", "The Project 8 report workbook (?year=&map=current|as-recorded&basis=confirmed|provisional): the values table by commune (and district as recorded) per content area, with totals, targets, achievement, cut-off and basis", INDICATOR_READERS),
+    op("GET", "/forms/{form_id}/export", "exports", "A small export of a form's submissions across its versions, sent at once (format csv|xlsx|geojson, lang, area, from, to, state, attachments, field, purpose); 413 above the direct limit", EXPORTERS),
+    op("POST", "/exports", "exports", "Start an export job {form, format, …the same parameters}; 202 with the job", EXPORTERS),
+    op("GET", "/exports", "exports", "The caller's export jobs, newest first", EXPORTERS),
+    op("GET", "/exports/{id}", "exports", "An export job's status and progress, from any instance", EXPORTERS),
+    op("GET", "/exports/{id}/download", "exports", "The finished export's file (409 not ready or failed, 410 expired)", EXPORTERS),
     op("GET", "/push-targets", "push", "Push targets (webhooks, DHIS2); secrets are never shown", ADMIN),
     op("POST", "/push-targets", "push", "Create a webhook or DHIS2 target; a generated webhook secret is shown once", ADMIN),
     op("GET", "/push-targets/{id}", "push", "One push target, without its secret", ADMIN),

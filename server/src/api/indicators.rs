@@ -17,6 +17,7 @@ use crate::indicators::contribution::Basis;
 use crate::indicators::period::Period;
 use crate::indicators::query::{self, BehindRequest, ValuesRequest};
 use crate::indicators::registry::MapKind;
+use crate::indicators::report;
 use crate::indicators::targets::{self, BaselineInput, TargetInput};
 use crate::scope::Capability;
 use crate::state::AppState;
@@ -50,7 +51,56 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/indicators/{code}/values/{area}/{period}/submissions",
             web::get().to(behind),
-        );
+        )
+        .route("/reports/project8.xlsx", web::get().to(report_workbook));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    year: Option<String>,
+    basis: Option<String>,
+    map: Option<String>,
+}
+
+/// The report workbook for the central Women's Union, from the values table's figures.
+async fn report_workbook(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    query: web::Query<ReportQuery>,
+) -> Result<HttpResponse, AppError> {
+    user.require(Capability::ReadIndicators)?;
+    let q = query.into_inner();
+    let year = match q.year.as_deref() {
+        None => chrono::Datelike::year(&crate::areas::today()),
+        Some(y) => y
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|y| (2000..=2100).contains(y))
+            .ok_or_else(|| AppError::bad_request("bad_year", "year is a year such as 2025"))?,
+    };
+    let basis = parse_basis(q.basis.as_deref())?;
+    let map = parse_map(q.map.as_deref())?;
+    let indicators = state.indicators.clone();
+    let bytes = state
+        .db
+        .read(move |conn| {
+            let figures = report::figures(conn, &indicators, year, basis, map)?;
+            report::workbook(&indicators, &figures)
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"du-an-8-{year}-{}-{}.xlsx\"",
+                basis.as_str(),
+                map.as_str()
+            ),
+        ))
+        .body(bytes))
 }
 
 async fn definitions(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {

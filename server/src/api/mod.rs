@@ -4,6 +4,7 @@ mod api_keys;
 mod areas;
 mod audit;
 mod auth;
+mod exports;
 mod fieldwork;
 mod forms;
 mod indicators;
@@ -30,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(submissions::routes)
             .configure(audit::routes)
             .configure(indicators::routes)
+            .configure(exports::routes)
             .configure(push::routes)
             .configure(crate::openapi::routes)
             .default_service(web::to(|| async {

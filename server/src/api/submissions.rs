@@ -289,7 +289,7 @@ async fn raw_xml(
         .body(bytes))
 }
 
-fn stated_purpose(req: &HttpRequest, query: Option<String>) -> Result<String, AppError> {
+pub(crate) fn stated_purpose(req: &HttpRequest, query: Option<String>) -> Result<String, AppError> {
     let purpose = query.or_else(|| {
         req.headers()
             .get("x-purpose")

@@ -526,6 +526,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     indicator_baselines,
     indicator_periods,
     indicator_revisions,
+    export_jobs,
     api_keys,
     token_signing_keys,
     submission_changes,
@@ -534,3 +535,23 @@ diesel::allow_tables_to_appear_in_same_query!(
     push_targets,
     deliveries,
 );
+
+diesel::table! {
+    export_jobs (id) {
+        id -> Text,
+        user_id -> BigInt,
+        form_id -> Text,
+        format -> Text,
+        spec -> Text,
+        status -> Text,
+        total -> Nullable<BigInt>,
+        done -> BigInt,
+        attempts -> BigInt,
+        file_size -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        owner -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}

@@ -141,6 +141,9 @@ pub enum KeySpec {
 struct IndicatorFile {
     code: String,
     status: Status,
+    /// The content area of the province's plan (1 to 4) the indicator reports on.
+    #[serde(default)]
+    content: Option<u8>,
     source: String,
     wording: Text,
     measures: Vec<MeasureFile>,
@@ -228,6 +231,8 @@ pub struct Measure {
 pub struct Indicator {
     pub code: String,
     pub status: Status,
+    /// The content area of the province's plan (1 to 4): the report workbook's sheet.
+    pub content: Option<u8>,
     pub source: String,
     pub wording: Text,
     pub measures: Vec<Measure>,
@@ -669,6 +674,7 @@ impl Definitions {
             indicators.push(Indicator {
                 code: f.code,
                 status: f.status,
+                content: f.content,
                 source: f.source,
                 wording: f.wording,
                 measures,

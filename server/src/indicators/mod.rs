@@ -23,6 +23,7 @@ pub mod period;
 pub mod query;
 pub mod recompute;
 pub mod registry;
+pub mod report;
 mod sql;
 mod store;
 pub mod targets;

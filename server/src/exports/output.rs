@@ -1,0 +1,488 @@
+//! The export files: a zip of CSV files (one per table, joined by `KEY` and `PARENT_KEY`, with
+//! the attachments if asked), an XLSX workbook (a sheet per table), or GeoJSON (one point
+//! feature per submission). Each is written a submission at a time to files on disk, so memory
+//! stays the same whatever the number of submissions.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::layout::Layout;
+use super::rows::Record;
+use crate::error::AppError;
+
+/// What a redacted sensitive value is replaced with.
+pub const WITHHELD: &str = "[withheld]";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Empty,
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl Cell {
+    fn of(value: Option<&Value>) -> Cell {
+        match value {
+            None | Some(Value::Null) => Cell::Empty,
+            Some(Value::String(s)) => Cell::Text(s.clone()),
+            Some(Value::Number(n)) => Cell::Number(n.clone()),
+            Some(Value::Bool(b)) => Cell::Text(b.to_string()),
+            Some(Value::Array(items)) => Cell::Text(
+                items
+                    .iter()
+                    .map(|i| match i {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            Some(other @ Value::Object(_)) => Cell::Text(other.to_string()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Text(s) => s.clone(),
+            Cell::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// One submission made ready for writing.
+pub struct Prepared {
+    /// Rows by table index, parents before their repeats.
+    pub rows: Vec<(usize, Vec<Cell>)>,
+    /// The answers (sensitive values merged in when opened).
+    pub values: Value,
+    /// Attachments to include: (folder in the zip, file name, stored file).
+    pub files: Vec<(String, String, PathBuf)>,
+}
+
+/// Adds `extra` (sensitive values, same shape) into `base`.
+pub fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(e)) => {
+            for (i, v) in e.into_iter().enumerate() {
+                match b.get_mut(i) {
+                    Some(existing) => merge(existing, v),
+                    None => b.push(v),
+                }
+            }
+        }
+        (b, e) => {
+            if b.is_null() {
+                *b = e;
+            }
+        }
+    }
+}
+
+fn timestamp(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The rows of one submission in every table. `withheld` are the paths of sensitive values
+/// not opened: their cells say so instead of looking empty.
+pub fn prepare(layout: &Layout, record: &Record, values: Value, withheld: &[String]) -> Prepared {
+    let mut rows = Vec::new();
+    let mut root = vec![
+        Cell::Text(record.key.clone()),
+        Cell::Text(timestamp(record.received_at)),
+        Cell::Text(record.form_version.clone()),
+        Cell::Text(record.collector.clone()),
+        Cell::Text(record.review_state.clone()),
+        record
+            .hamlet_code
+            .clone()
+            .map(Cell::Text)
+            .unwrap_or(Cell::Empty),
+        record
+            .activity_date
+            .map(|d| Cell::Text(d.to_string()))
+            .unwrap_or(Cell::Empty),
+        Cell::Text(record.version_instance_id.clone()),
+    ];
+    let empty = Map::new();
+    let object = values.as_object().unwrap_or(&empty);
+    root.extend(cells(layout, 0, object, withheld));
+    rows.push((0, root));
+    children(layout, 0, object, &record.key, withheld, &mut rows);
+    Prepared {
+        rows,
+        values,
+        files: Vec::new(),
+    }
+}
+
+fn cells(
+    layout: &Layout,
+    table: usize,
+    object: &Map<String, Value>,
+    withheld: &[String],
+) -> Vec<Cell> {
+    layout.tables[table]
+        .columns
+        .iter()
+        .map(|c| {
+            let value = object.get(&c.key);
+            if c.sensitive && value.is_none() && withheld.contains(&c.path) {
+                Cell::Text(WITHHELD.to_string())
+            } else {
+                Cell::of(value)
+            }
+        })
+        .collect()
+}
+
+fn children(
+    layout: &Layout,
+    parent: usize,
+    object: &Map<String, Value>,
+    parent_key: &str,
+    withheld: &[String],
+    rows: &mut Vec<(usize, Vec<Cell>)>,
+) {
+    for (index, table) in layout.tables.iter().enumerate() {
+        if table.parent != Some(parent) {
+            continue;
+        }
+        let Some(Value::Array(items)) = object.get(&table.key_in_parent) else {
+            continue;
+        };
+        for (n, item) in items.iter().enumerate() {
+            let key = format!("{parent_key}/{}[{}]", table.key_in_parent, n + 1);
+            let empty = Map::new();
+            let item = item.as_object().unwrap_or(&empty);
+            let mut row = vec![Cell::Text(parent_key.to_string()), Cell::Text(key.clone())];
+            row.extend(cells(layout, index, item, withheld));
+            rows.push((index, row));
+            children(layout, index, item, &key, withheld, rows);
+        }
+    }
+}
+
+/// An export file being written.
+pub trait Output: Send {
+    fn add(&mut self, submission: &Prepared) -> Result<(), AppError>;
+    /// Completes the file at the path the output was made for.
+    fn finish(self: Box<Self>) -> Result<(), AppError>;
+}
+
+fn zip_error(e: zip::result::ZipError) -> AppError {
+    AppError::internal(format!("cannot write the zip file: {e}"))
+}
+
+/// A zip of CSV files: the tables are written to temporary files and put into the zip at the
+/// end, after the attachments.
+pub struct CsvZip {
+    zip: zip::ZipWriter<File>,
+    tables: Vec<(String, csv::Writer<BufWriter<File>>)>,
+    files_seen: HashSet<String>,
+}
+
+impl CsvZip {
+    pub fn create(layout: &Layout, path: &Path, tmp: &Path) -> Result<CsvZip, AppError> {
+        let zip = zip::ZipWriter::new(File::create(path)?);
+        let mut tables = Vec::new();
+        for (i, t) in layout.tables.iter().enumerate() {
+            let file = tempfile::tempfile_in(tmp)?;
+            let mut w = csv::Writer::from_writer(BufWriter::new(file));
+            w.write_record(layout.headers(i)).map_err(csv_error)?;
+            tables.push((format!("{}.csv", t.name), w));
+        }
+        Ok(CsvZip {
+            zip,
+            tables,
+            files_seen: HashSet::new(),
+        })
+    }
+}
+
+fn csv_error(e: csv::Error) -> AppError {
+    AppError::internal(format!("cannot write the CSV file: {e}"))
+}
+
+impl Output for CsvZip {
+    fn add(&mut self, s: &Prepared) -> Result<(), AppError> {
+        for (table, row) in &s.rows {
+            self.tables[*table]
+                .1
+                .write_record(row.iter().map(Cell::text))
+                .map_err(csv_error)?;
+        }
+        for (folder, name, stored) in &s.files {
+            let entry = format!("media/{folder}/{name}");
+            if !self.files_seen.insert(entry.clone()) {
+                continue;
+            }
+            // Photos and recordings are compressed already.
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(std::fs::metadata(stored)?.len() >= u32::MAX as u64);
+            self.zip.start_file(entry, options).map_err(zip_error)?;
+            std::io::copy(&mut File::open(stored)?, &mut self.zip)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), AppError> {
+        let CsvZip {
+            mut zip, tables, ..
+        } = *self;
+        for (name, writer) in tables {
+            let mut file = writer
+                .into_inner()
+                .map_err(|e| AppError::internal(format!("cannot write the CSV file: {e}")))?
+                .into_inner()
+                .map_err(|e| AppError::Io(e.into_error()))?;
+            let size = file.seek(SeekFrom::End(0))?;
+            file.seek(SeekFrom::Start(0))?;
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(size >= u32::MAX as u64);
+            zip.start_file(name, options).map_err(zip_error)?;
+            std::io::copy(&mut file, &mut zip)?;
+        }
+        zip.finish().map_err(zip_error)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// An XLSX workbook in constant-memory mode: each sheet's rows go to a temporary file as they
+/// are written.
+pub struct Xlsx {
+    workbook: rust_xlsxwriter::Workbook,
+    next_row: Vec<u32>,
+    path: PathBuf,
+}
+
+fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> AppError {
+    AppError::internal(format!("cannot write the XLSX file: {e}"))
+}
+
+/// Most rows a sheet holds.
+const XLSX_MAX_ROWS: u32 = 1_048_576;
+
+/// A sheet name Excel accepts: at most 31 characters, none of `[]:*?/\`, unique.
+fn sheet_name(name: &str, taken: &[String]) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+        .collect();
+    let mut n = 1;
+    loop {
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("~{n}")
+        };
+        let base: String = clean.chars().take(31 - suffix.chars().count()).collect();
+        let candidate = format!("{base}{suffix}");
+        if !taken.iter().any(|t| t.eq_ignore_ascii_case(&candidate)) {
+            return candidate;
+        }
+        n += 1;
+    }
+}
+
+impl Xlsx {
+    pub fn create(layout: &Layout, path: &Path, tmp: &Path) -> Result<Xlsx, AppError> {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        workbook.set_tempdir(tmp).map_err(xlsx_error)?;
+        let bold = rust_xlsxwriter::Format::new().set_bold();
+        let mut taken = Vec::new();
+        for (i, t) in layout.tables.iter().enumerate() {
+            let name = sheet_name(&t.name, &taken);
+            taken.push(name.clone());
+            let sheet = workbook
+                .add_worksheet_with_constant_memory()
+                .map_err(xlsx_error)?;
+            sheet.set_name(name).map_err(xlsx_error)?;
+            for (c, header) in layout.headers(i).iter().enumerate() {
+                sheet
+                    .write_string_with_format(0, c as u16, header, &bold)
+                    .map_err(xlsx_error)?;
+            }
+        }
+        Ok(Xlsx {
+            workbook,
+            next_row: vec![1; layout.tables.len()],
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Output for Xlsx {
+    fn add(&mut self, s: &Prepared) -> Result<(), AppError> {
+        for (table, row) in &s.rows {
+            let r = self.next_row[*table];
+            if r >= XLSX_MAX_ROWS {
+                return Err(AppError::bad_request(
+                    "too_many_rows",
+                    "the export has more rows than an XLSX sheet holds (1,048,576): choose CSV or narrow the filters",
+                ));
+            }
+            self.next_row[*table] = r + 1;
+            let sheet = self
+                .workbook
+                .worksheet_from_index(*table)
+                .map_err(xlsx_error)?;
+            for (c, cell) in row.iter().enumerate() {
+                let c = c as u16;
+                match cell {
+                    Cell::Empty => {}
+                    Cell::Text(t) => {
+                        sheet.write_string(r, c, t).map_err(xlsx_error)?;
+                    }
+                    Cell::Number(n) => match n.as_f64() {
+                        Some(f) => {
+                            sheet.write_number(r, c, f).map_err(xlsx_error)?;
+                        }
+                        None => {
+                            sheet
+                                .write_string(r, c, n.to_string())
+                                .map_err(xlsx_error)?;
+                        }
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), AppError> {
+        let path = self.path.clone();
+        self.workbook.save(&path).map_err(xlsx_error)?;
+        File::open(&path)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// A GeoJSON FeatureCollection, written feature by feature; submissions without a point at the
+/// chosen field are left out.
+pub struct GeoJson {
+    out: BufWriter<File>,
+    headers: Vec<String>,
+    field: Option<String>,
+    candidates: Vec<String>,
+    first: bool,
+}
+
+impl GeoJson {
+    pub fn create(
+        layout: &Layout,
+        path: &Path,
+        field: Option<String>,
+    ) -> Result<GeoJson, AppError> {
+        let mut out = BufWriter::new(File::create(path)?);
+        out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+        Ok(GeoJson {
+            out,
+            headers: layout.headers(0),
+            field,
+            candidates: layout.geopoints.clone(),
+            first: true,
+        })
+    }
+
+    fn point(&self, values: &Value) -> Option<geojson::Geometry> {
+        let text = |path: &str| values.get(path).and_then(Value::as_str).map(str::to_string);
+        let raw = match &self.field {
+            Some(f) => text(f),
+            None => self.candidates.iter().find_map(|p| text(p)),
+        }?;
+        let g = fieldtally_forms::Geopoint::parse(&raw).ok()?;
+        Some(match g.alt {
+            Some(alt) => geojson::Geometry::new_point([g.lon, g.lat, alt]),
+            None => geojson::Geometry::new_point([g.lon, g.lat]),
+        })
+    }
+}
+
+impl Output for GeoJson {
+    fn add(&mut self, s: &Prepared) -> Result<(), AppError> {
+        let Some(geometry) = self.point(&s.values) else {
+            return Ok(());
+        };
+        let Some((_, root)) = s.rows.iter().find(|(t, _)| *t == 0) else {
+            return Ok(());
+        };
+        let mut properties = Map::new();
+        for (header, cell) in self.headers.iter().zip(root) {
+            let value = match cell {
+                Cell::Empty => Value::Null,
+                Cell::Text(t) => Value::String(t.clone()),
+                Cell::Number(n) => Value::Number(n.clone()),
+            };
+            properties.entry(header.clone()).or_insert(value);
+        }
+        let feature = geojson::Feature {
+            bbox: None,
+            geometry: Some(geometry),
+            id: None,
+            properties: Some(properties),
+            foreign_members: None,
+        };
+        if !self.first {
+            self.out.write_all(b",\n")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut self.out, &feature)
+            .map_err(|e| AppError::internal(format!("cannot write GeoJSON: {e}")))?;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), AppError> {
+        let mut out = self.out;
+        out.write_all(b"\n]}\n")?;
+        out.into_inner()
+            .map_err(|e| AppError::Io(e.into_error()))?
+            .sync_all()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn opened_sensitive_values_merge_into_their_places() {
+        let mut values = json!({"year": 1998, "children": [{"age": 2}, {"age": 4}]});
+        merge(
+            &mut values,
+            json!({"name": "Mai", "children": [{"child_name": "A"}, {"child_name": "B"}]}),
+        );
+        assert_eq!(
+            values,
+            json!({"year": 1998, "name": "Mai", "children": [{"age": 2, "child_name": "A"}, {"age": 4, "child_name": "B"}]})
+        );
+    }
+
+    #[test]
+    fn sheet_names_are_short_clean_and_unique() {
+        let taken = vec!["household_visit-members-visits-".to_string()];
+        let name = sheet_name("household_visit-members-visits-notes", &taken);
+        assert_eq!(name, "household_visit-members-visit~2");
+        assert_eq!(name.chars().count(), 31);
+        assert_eq!(sheet_name("a/b:c", &[]), "a_b_c");
+    }
+}
