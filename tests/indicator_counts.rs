@@ -6,14 +6,6 @@
 //! give maintained figures equal to a full recompute and to a naive oracle.
 //!
 //! Runs on SQLite, or on PostgreSQL with FIELDTALLY_TEST_POSTGRES.
-// Test code: a failed unwrap is a failed test.
-#![allow(
-    clippy::unwrap_used,
-    clippy::type_complexity,
-    clippy::drop_non_drop,
-    clippy::manual_is_multiple_of,
-    clippy::collapsible_match
-)]
 
 #[path = "common/lab.rs"]
 mod lab;
@@ -1105,11 +1097,12 @@ fn closing_a_period_freezes_its_figures_and_later_changes_are_listed_as_revision
 }
 
 fn definitions_dir(replace: &[(&str, &str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     for (file, from, to) in replace {
-        let text = std::fs::read_to_string(lab_root().join("forms/indicators").join(file)).unwrap();
+        let text = std::fs::read_to_string(lab_root().join("forms/indicators").join(file))
+            .expect("read definition");
         assert!(text.contains(from), "{file} has no {from}");
-        std::fs::write(dir.path().join(file), text.replace(from, to)).unwrap();
+        std::fs::write(dir.path().join(file), text.replace(from, to)).expect("write definition");
     }
     dir
 }
@@ -1374,7 +1367,15 @@ mod oracle {
         pub key: Option<String>,
     }
 
-    pub type Cells = BTreeMap<(String, String, String, String, String, i64, String), i64>;
+    /// (measure, basis, map, level, period, area id, dims).
+    pub type Cell = (String, String, String, String, String, i64, String);
+    pub type Cells = BTreeMap<Cell, i64>;
+    /// An areas row: (id, level, code, parent id, valid from).
+    pub type AreaRow = (i64, String, String, Option<i64>, Option<chrono::NaiveDate>);
+    /// (level, area id, code), from a hamlet up.
+    type Chain = Vec<(String, i64, String)>;
+    /// (measure, dims without area attributes, value, key).
+    type Fact<'a> = (&'a str, BTreeMap<String, String>, i64, Option<String>);
 
     fn text(v: Option<&Value>) -> Option<String> {
         match v? {
@@ -1403,26 +1404,25 @@ mod oracle {
     /// (map, level, area id, commune code) of every area a submission counts in, read naively
     /// from the areas table.
     pub fn chains(
-        areas: &[(i64, String, String, Option<i64>, Option<chrono::NaiveDate>)],
+        areas: &[AreaRow],
         hamlet: &str,
         date: chrono::NaiveDate,
-    ) -> Vec<(&'static str, Vec<(String, i64, String)>)> {
+    ) -> Vec<(&'static str, Chain)> {
         let july = lab::date("2025-07-01");
         let version = |after_reform: bool| {
             areas
                 .iter()
                 .find(|a| a.1 == "hamlet" && a.2 == hamlet && (a.4 == Some(july)) == after_reform)
         };
-        let walk =
-            |start: Option<&(i64, String, String, Option<i64>, Option<chrono::NaiveDate>)>| {
-                let mut out = Vec::new();
-                let mut next = start;
-                while let Some(a) = next {
-                    out.push((a.1.clone(), a.0, a.2.clone()));
-                    next = a.3.and_then(|p| areas.iter().find(|x| x.0 == p));
-                }
-                out
-            };
+        let walk = |start: Option<&AreaRow>| {
+            let mut out = Vec::new();
+            let mut next = start;
+            while let Some(a) = next {
+                out.push((a.1.clone(), a.0, a.2.clone()));
+                next = a.3.and_then(|p| areas.iter().find(|x| x.0 == p));
+            }
+            out
+        };
         if version(true).is_none() {
             return Vec::new();
         }
@@ -1459,17 +1459,10 @@ mod oracle {
     }
 
     /// The figures of four measures computed straight from the rules.
-    pub fn figures(
-        subs: &[Sub],
-        areas: &[(i64, String, String, Option<i64>, Option<chrono::NaiveDate>)],
-        regions: &HashMap<String, String>,
-    ) -> Cells {
+    pub fn figures(subs: &[Sub], areas: &[AreaRow], regions: &HashMap<String, String>) -> Cells {
         let mut sums: Cells = BTreeMap::new();
         // (measure, basis, map, level, period, area, key) → records (date, id, dims)
-        let mut keys: BTreeMap<
-            (String, String, String, String, String, i64, String),
-            Vec<(chrono::NaiveDate, i64, String)>,
-        > = BTreeMap::new();
+        let mut keys: BTreeMap<Cell, Vec<(chrono::NaiveDate, i64, String)>> = BTreeMap::new();
         for s in subs {
             let mut bases = Vec::new();
             if s.state != "rejected" {
@@ -1478,8 +1471,7 @@ mod oracle {
             if s.state == "approved" {
                 bases.push("confirmed");
             }
-            // (measure, dims without area attributes, value, key)
-            let mut facts: Vec<(&str, BTreeMap<String, String>, i64, Option<String>)> = Vec::new();
+            let mut facts: Vec<Fact> = Vec::new();
             match s.form.as_str() {
                 "policy_dialogue" => {
                     let mut d = BTreeMap::new();
@@ -1513,22 +1505,22 @@ mod oracle {
                         }
                     }
                 }
-                "safe_birth_outreach" => {
-                    if text(s.fields.get("consent")).as_deref() == Some("yes") {
-                        if let Some(k) = &s.key {
-                            let mut d = BTreeMap::new();
-                            if let Some(e) = text(s.fields.get("ethnicity")) {
-                                d.insert("ethnicity".to_string(), e);
-                            }
-                            if let Some(by) = int(s.fields.get("birth_year")) {
-                                use chrono::Datelike;
-                                d.insert(
-                                    "age_band".to_string(),
-                                    age_band(i64::from(s.date.year()) - by),
-                                );
-                            }
-                            facts.push(("P8-01/women_counselled_all", d, 1, Some(k.clone())));
+                "safe_birth_outreach"
+                    if text(s.fields.get("consent")).as_deref() == Some("yes") =>
+                {
+                    if let Some(k) = &s.key {
+                        let mut d = BTreeMap::new();
+                        if let Some(e) = text(s.fields.get("ethnicity")) {
+                            d.insert("ethnicity".to_string(), e);
                         }
+                        if let Some(by) = int(s.fields.get("birth_year")) {
+                            use chrono::Datelike;
+                            d.insert(
+                                "age_band".to_string(),
+                                age_band(i64::from(s.date.year()) - by),
+                            );
+                        }
+                        facts.push(("P8-01/women_counselled_all", d, 1, Some(k.clone())));
                     }
                 }
                 _ => {}
@@ -1550,7 +1542,7 @@ mod oracle {
                     if let Some(e) = ed {
                         dims.insert("especially_difficult".into(), e);
                     }
-                    let dims = serde_json::to_string(&dims).unwrap();
+                    let dims = serde_json::to_string(&dims).expect("dims as JSON");
                     for basis in &bases {
                         for (level, area, _) in &chain {
                             for p in periods(s.date) {
@@ -1588,7 +1580,10 @@ mod oracle {
             }
         }
         for ((m, b, map, l, p, a, _), records) in keys {
-            let latest = records.iter().max_by_key(|r| (r.0, r.1)).unwrap();
+            let latest = records
+                .iter()
+                .max_by_key(|r| (r.0, r.1))
+                .expect("a key has records");
             *sums
                 .entry((m, b, map, l, p, a, latest.2.clone()))
                 .or_insert(0) += 1;
@@ -1658,7 +1653,7 @@ fn answers(form: usize, k: [u8; 6]) -> (Value, Option<String>) {
             (session(team, "direct", &rows), None)
         }
         _ => {
-            let consent = if k[0] % 5 == 0 { "no" } else { "yes" };
+            let consent = if k[0].is_multiple_of(5) { "no" } else { "yes" };
             let key = (consent == "yes").then(|| format!("K{}", k[1] % 4));
             (
                 outreach(
@@ -1691,13 +1686,14 @@ fn spec() -> impl Strategy<Value = SubSpec> {
         })
 }
 
-fn stream() -> impl Strategy<
-    Value = (
-        Vec<SubSpec>,
-        Vec<(u16, usize, usize)>,
-        Vec<(u16, usize, bool)>,
-    ),
-> {
+/// Submissions, review changes (at, submission, state) and re-posts (at, submission, as edit).
+type Stream = (
+    Vec<SubSpec>,
+    Vec<(u16, usize, usize)>,
+    Vec<(u16, usize, bool)>,
+);
+
+fn stream() -> impl Strategy<Value = Stream> {
     (
         proptest::collection::vec(spec(), 1..10),
         proptest::collection::vec((any::<u16>(), 0usize..10, 0usize..STATES.len()), 0..8),
@@ -1767,7 +1763,7 @@ fn play(
         match e {
             Event::Post { sub, edit } => {
                 let v = if edit {
-                    versions[sub].1.clone().unwrap()
+                    versions[sub].1.clone().expect("an edit")
                 } else {
                     versions[sub].0.clone()
                 };
@@ -1784,35 +1780,40 @@ fn play(
     versions
 }
 
-fn final_state(
-    lab: &mut Lab,
-) -> (
-    Vec<oracle::Sub>,
-    Vec<(i64, String, String, Option<i64>, Option<chrono::NaiveDate>)>,
-) {
+/// A submission's current version: (id, form, review state, fields, hamlet, date, key).
+type CurrentVersion = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<chrono::NaiveDate>,
+    Option<String>,
+);
+
+fn final_state(lab: &mut Lab) -> (Vec<oracle::Sub>, Vec<oracle::AreaRow>) {
     use diesel::prelude::*;
     use fieldtally::db::schema::{areas, submission_versions as v, submissions as s};
     let mut conn = lab.conn();
-    let rows: Vec<(i64, String, String, String, Option<String>, Option<chrono::NaiveDate>, Option<String>)> =
+    let rows: Vec<CurrentVersion> =
         fieldtally::on_conn!(&mut conn, c => s::table
             .inner_join(v::table.on(v::submission_id.eq(s::id).and(v::is_current.eq(true))))
             .select((s::id, s::form_id, s::review_state, v::fields, v::hamlet_code, v::activity_date, v::beneficiary_key))
             .load(c))
-        .unwrap();
-    let area_rows: Vec<(i64, String, String, Option<i64>, Option<chrono::NaiveDate>)> =
-        fieldtally::on_conn!(&mut conn, c => areas::table
+        .expect("current versions");
+    let area_rows: Vec<oracle::AreaRow> = fieldtally::on_conn!(&mut conn, c => areas::table
             .select((areas::id, areas::level, areas::code, areas::parent_id, areas::valid_from))
             .load(c))
-        .unwrap();
+    .expect("areas");
     let subs = rows
         .into_iter()
         .map(|(id, form, state, fields, hamlet, date, key)| oracle::Sub {
             id,
             form,
             state,
-            fields: serde_json::from_str(&fields).unwrap(),
-            hamlet: hamlet.unwrap(),
-            date: date.unwrap(),
+            fields: serde_json::from_str(&fields).expect("fields JSON"),
+            hamlet: hamlet.expect("a hamlet"),
+            date: date.expect("an activity date"),
             key,
         })
         .collect();
@@ -1834,20 +1835,20 @@ fn maintained(lab: &mut Lab) -> oracle::Cells {
     use fieldtally::db::schema::indicator_cells as t;
     use fieldtally::indicators::contribution::{BasisTag, MapTag};
     use fieldtally::indicators::query::{figures, Scope};
-    let rows: Vec<(String, String, String, String, String, i64, String, i64)> = {
+    let rows: Vec<(oracle::Cell, i64)> = {
         let mut conn = lab.conn();
         fieldtally::on_conn!(&mut conn, c => t::table
             .filter(t::snapshot.eq(0))
             .filter(t::measure.eq_any(ORACLE_MEASURES))
-            .select((t::measure, t::basis, t::map, t::level, t::period, t::area_id, t::dims, t::value))
+            .select(((t::measure, t::basis, t::map, t::level, t::period, t::area_id, t::dims), t::value))
             .load(c))
-        .unwrap()
+        .expect("stored cells")
     };
     let mut out: oracle::Cells = BTreeMap::new();
-    for (m, b, map, l, p, a, d, v) in rows {
+    for ((m, b, map, l, p, a, d), v) in rows {
         assert_ne!(l, "hamlet", "hamlet figures are not stored");
-        for basis in BasisTag::parse(&b).unwrap().bases() {
-            for map in MapTag::parse(&map).unwrap().maps() {
+        for basis in BasisTag::parse(&b).expect("basis tag").bases() {
+            for map in MapTag::parse(&map).expect("map tag").maps() {
                 *out.entry((
                     m.clone(),
                     basis.as_str().into(),
@@ -1868,7 +1869,7 @@ fn maintained(lab: &mut Lab) -> oracle::Cells {
         .collect();
     let ind = std::mem::replace(&mut lab.indicators, Indicators::new(Default::default()));
     let mut conn = lab.conn();
-    let index = ind.area_index(&mut conn).unwrap();
+    let index = ind.area_index(&mut conn).expect("area index");
     let hamlets: Vec<&fieldtally::indicators::registry::Node> = index
         .nodes
         .values()
@@ -1885,7 +1886,7 @@ fn maintained(lab: &mut Lab) -> oracle::Cells {
                 periods: &periods,
                 areas: &hamlets,
             };
-            for ((m, p, a, d), v) in figures(&mut conn, &ind, &scope).unwrap() {
+            for ((m, p, a, d), v) in figures(&mut conn, &ind, &scope).expect("figures") {
                 out.insert(
                     (
                         m,
@@ -1901,7 +1902,6 @@ fn maintained(lab: &mut Lab) -> oracle::Cells {
             }
         }
     }
-    drop(conn);
     lab.indicators = ind;
     out.retain(|_, v| *v != 0);
     out

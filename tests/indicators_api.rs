@@ -5,54 +5,20 @@
 //! FIELDTALLY_TEST_POSTGRES.
 
 mod common;
-#[path = "common/lab.rs"]
-mod lab;
 
 use common::*;
-use fieldtally::indicators::{self, Indicators};
 use serde_json::{json, Value};
 
-async fn server_with_hamlets() -> (Server, Admin) {
-    let server = Server::start().await;
-    let out = server.cli(
-        &[
-            "areas",
-            "import",
-            &repo_root()
-                .join("data/sonla/demo-hamlets.csv")
-                .display()
-                .to_string(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = server.admin().await;
-    admin
-        .create_user("lan", "lan-password-1", "collector")
-        .await;
-    (server, admin)
-}
-
-fn dialogue(
-    id: &str,
-    deprecated: Option<&str>,
-    hamlet: &str,
-    date: &str,
-    level: &str,
-    total: u32,
-    women: u32,
-) -> Vec<u8> {
-    let deprecated = deprecated
-        .map(|d| format!("<deprecatedID>{d}</deprecatedID>"))
-        .unwrap_or_default();
-    format!(
-        "<?xml version='1.0' encoding='UTF-8' ?><data id=\"policy_dialogue\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\"><start>2025-07-10T08:00:00.000+07:00</start><end>2025-07-10T09:00:00.000+07:00</end><start_location /><hamlet>{hamlet}</hamlet><activity_date>{date}</activity_date><level>{level}</level><topic>gender_equality</topic><topic_other /><chair>Chủ tịch UBND xã</chair><participants_total>{total}</participants_total><participants_women>{women}</participants_women><participants_ethnic_minority>10</participants_ethnic_minority><participants_children>0</participants_children><issues_raised>Nước sạch</issues_raised><commitments /><location>21.0 103.5 600.0 5.0</location><attendance_photo /><attendance_photo_2 /><meta><instanceID>{id}</instanceID>{deprecated}</meta></data>"
-    )
-    .into_bytes()
+/// A phone's correction of the commune-level dialogue of 10 July in DEMO-04231-1.
+fn correction(id: &str, of: &str, total: u32, women: u32) -> Vec<u8> {
+    Dialogue {
+        deprecated: Some(of),
+        date: "2025-07-10",
+        total,
+        women,
+        ..Dialogue::new(id, "DEMO-04231-1")
+    }
+    .xml()
 }
 
 fn trusted_address(id: &str, hamlet: &str, date: &str, women: u32, men: u32) -> Vec<u8> {
@@ -62,30 +28,20 @@ fn trusted_address(id: &str, hamlet: &str, date: &str, women: u32, men: u32) -> 
     .into_bytes()
 }
 
-/// The server's database, for what the API cannot do yet (review states: issue 5).
-fn database_url(server: &Server) -> String {
-    let args = server.database_args();
-    match args.iter().position(|a| a == "--database-url") {
-        Some(i) => args[i + 1].clone(),
-        None => format!(
-            "sqlite://{}",
-            server.data_dir().join("fieldtally.sqlite3").display()
-        ),
-    }
-}
-
-/// Sets a review state as the review code will: a plain update and the indicators hook, in one
-/// transaction.
-fn review(server: &Server, instance_id: &str, state: &str) {
-    let (_, mut conn) = fieldtally::db::connect(&database_url(server)).expect("connect");
-    conn.conn()
-        .write_transaction(|c| {
-            let sid = lab::submission_id(c, instance_id)?;
-            lab::set_review_state(c, sid, state)?;
-            let ind = Indicators::in_effect(c)?;
-            indicators::refresh_submission(c, &ind, sid, None)
-        })
+/// A review through the REST API, as a supervisor's page or the province's system sends it.
+async fn review(admin: &Admin, instance_id: &str, state: &str) {
+    let res = admin
+        .post(&format!("/api/v1/submissions/{instance_id}/review"))
+        .json(&json!({ "state": state, "comment": format!("marked {state} by the test") }))
+        .send()
+        .await
         .expect("review");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
 }
 
 /// The row of one measure in a values answer.
@@ -127,16 +83,24 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
 
     let (d1, d2) = (new_instance_id(), new_instance_id());
     for xml in [
-        dialogue(&d1, None, "DEMO-04231-1", "2025-07-10", "commune", 30, 18),
-        dialogue(
-            &d2,
-            None,
-            "DEMO-04231-2",
-            "2025-08-10",
-            "village_cluster",
-            20,
-            12,
-        ),
+        Dialogue {
+            id: &d1,
+            date: "2025-07-10",
+            level: "commune",
+            total: 30,
+            women: 18,
+            ..Dialogue::new(&d1, "DEMO-04231-1")
+        }
+        .xml(),
+        Dialogue {
+            id: &d2,
+            date: "2025-08-10",
+            level: "village_cluster",
+            total: 20,
+            women: 12,
+            ..Dialogue::new(&d2, "DEMO-04231-2")
+        }
+        .xml(),
     ] {
         assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     }
@@ -172,15 +136,7 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
 
     // An edit from the phone changes the answer at once.
     let d1b = new_instance_id();
-    let xml = dialogue(
-        &d1b,
-        Some(&d1),
-        "DEMO-04231-1",
-        "2025-07-10",
-        "commune",
-        40,
-        20,
-    );
+    let xml = correction(&d1b, &d1, 40, 20);
     assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
     assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
 
@@ -202,21 +158,59 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
         .collect();
     assert_eq!(parts, vec![(d1.clone(), 40), (d2.clone(), 20)]);
 
-    // Review changes (issue 5 will call the same hook from its API).
-    review(&server, &d2, "approved");
-    let confirmed = admin.json(&format!("{path}&basis=confirmed")).await;
+    // Review changes through the API change both figures at once.
+    let confirmed_path = format!("{path}&basis=confirmed");
+    review(&admin, &d2, "approved").await;
+    let confirmed = admin.json(&confirmed_path).await;
     assert_eq!(row(&confirmed, "participants")["value"], 20.0);
-    review(&server, &d2, "rejected");
-    assert_eq!(row(&admin.json(path).await, "participants")["value"], 40.0);
+    assert_eq!(row(&confirmed, "dialogues")["value"], 1.0);
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
+    review(&admin, &d2, "has_issues").await;
     assert_eq!(
-        row(
-            &admin.json(&format!("{path}&basis=confirmed")).await,
-            "participants"
-        )["value"],
+        row(&admin.json(&confirmed_path).await, "participants")["value"],
+        0.0
+    );
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 60.0);
+    review(&admin, &d2, "rejected").await;
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 40.0);
+    assert_eq!(row(&admin.json(path).await, "dialogues")["value"], 1.0);
+    assert_eq!(
+        row(&admin.json(&confirmed_path).await, "participants")["value"],
         0.0
     );
 
-    // The province's table by commune: a row per commune of today's map and measure.
+    // Bulk review: approving both (the rejected one back in) counts them confirmed together.
+    let res = admin
+        .post("/api/v1/submissions/review")
+        .json(&json!({ "state": "approved", "ids": [d1b, d2] }))
+        .send()
+        .await
+        .expect("bulk review");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let confirmed = admin.json(&confirmed_path).await;
+    assert_eq!(row(&confirmed, "participants")["value"], 60.0);
+    assert_eq!(row(&confirmed, "dialogues")["value"], 2.0);
+
+    // An edit of an approved submission arrives from the phone: only the current version counts
+    // and, being new content, it waits for review again (provisional only).
+    let d1c = new_instance_id();
+    let xml = correction(&d1c, &d1b, 45, 20);
+    assert_eq!(phone.submit(&xml, &[], false).await.status(), 201);
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 65.0);
+    assert_eq!(
+        row(&admin.json(&confirmed_path).await, "participants")["value"],
+        20.0
+    );
+    review(&admin, &d1c, "rejected").await;
+    assert_eq!(row(&admin.json(path).await, "participants")["value"], 20.0);
+
+    // The province's table by commune: a row per commune of today's map and measure; the
+    // commune-level dialogue was rejected, the village-cluster one counts.
     let province = admin
         .json(
             "/api/v1/indicators/values?period=2025&level=commune&indicator=P8-08&by=dialogue_level",
@@ -237,18 +231,11 @@ async fn the_values_follow_submissions_edits_and_reviews_at_once() {
             ours[0]["dialogue_level"].as_str(),
             ours[0]["value"].as_f64()
         ),
-        (Some("commune"), Some(1.0))
+        (Some("village_cluster"), Some(1.0))
     );
 
     // The command line agrees that the maintained figures equal a recompute.
-    let out = server.cli(&["indicators", "verify"], None);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("equal a full recompute"), "{stdout}");
+    assert_figures_equal_recompute(&server);
 }
 
 #[tokio::test]
@@ -362,7 +349,15 @@ async fn targets_baselines_and_closed_periods() {
     assert_eq!(
         phone
             .submit(
-                &dialogue(&d1, None, "DEMO-04231-1", "2025-07-10", "commune", 30, 18),
+                &Dialogue {
+                    id: &d1,
+                    date: "2025-07-10",
+                    level: "commune",
+                    total: 30,
+                    women: 18,
+                    ..Dialogue::new(&d1, "DEMO-04231-1")
+                }
+                .xml(),
                 &[],
                 false
             )
@@ -430,19 +425,7 @@ async fn targets_baselines_and_closed_periods() {
     let d1b = new_instance_id();
     assert_eq!(
         phone
-            .submit(
-                &dialogue(
-                    &d1b,
-                    Some(&d1),
-                    "DEMO-04231-1",
-                    "2025-07-10",
-                    "commune",
-                    35,
-                    18
-                ),
-                &[],
-                false
-            )
+            .submit(&correction(&d1b, &d1, 35, 18), &[], false)
             .await
             .status(),
         201

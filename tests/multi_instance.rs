@@ -183,3 +183,82 @@ async fn lock_outs_revocations_and_used_nonces_hold_on_every_instance() {
         .expect("h")
         .contains("stale=true"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn indicator_figures_stay_exact_with_submissions_and_reviews_through_two_instances() {
+    let (a, admin_a) = server_with_hamlets().await;
+    let b = Server::start_sharing(&a, &[]).await;
+    let admin_b = Admin::login(&b, "admin", ADMIN_PASSWORD).await;
+
+    // Forty dialogues, each sent to both instances at once.
+    let totals: Vec<u32> = (0..40).map(|n| 10 + n).collect();
+    let ids: Vec<String> = totals.iter().map(|_| new_instance_id()).collect();
+    let mut tasks = Vec::new();
+    for (id, total) in ids.iter().zip(&totals) {
+        let xml = Dialogue {
+            total: *total,
+            ..Dialogue::new(id, "DEMO-04231-1")
+        }
+        .xml();
+        for base in [a.base.clone(), b.base.clone()] {
+            let xml = xml.clone();
+            tasks.push(tokio::spawn(async move {
+                Collect::with_password(&base, "lan", "lan-password-1")
+                    .submit(&xml, &[], false)
+                    .await
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 201);
+    }
+
+    // Reviews through both instances at once: each submission gets two different decisions,
+    // one through each instance, racing.
+    let mut reviews = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let decisions = match n % 3 {
+            0 => ["approved", "rejected"],
+            1 => ["rejected", "approved"],
+            _ => ["approved", "has_issues"],
+        };
+        for (admin, state) in [&admin_a, &admin_b].into_iter().zip(decisions) {
+            let req = admin
+                .post(&format!("/api/v1/submissions/{id}/review"))
+                .json(&json!({ "state": state, "comment": "checked" }));
+            reviews.push(tokio::spawn(async move {
+                req.send().await.expect("review").status().as_u16()
+            }));
+        }
+    }
+    for r in reviews {
+        assert_eq!(r.await.expect("review"), 200);
+    }
+
+    // What the figures must be, from each submission's final state as the API reports it.
+    let mut provisional = 0.0;
+    let mut confirmed = 0.0;
+    for (id, total) in ids.iter().zip(&totals) {
+        let d = admin_a.json(&format!("/api/v1/submissions/{id}")).await;
+        match d["review_state"].as_str().expect("state") {
+            "rejected" => {}
+            "approved" => {
+                provisional += f64::from(*total);
+                confirmed += f64::from(*total);
+            }
+            _ => provisional += f64::from(*total),
+        }
+    }
+    assert!(provisional > 0.0, "some dialogues count");
+    let path = "/api/v1/indicators/values?period=2025&area=04231&indicator=P8-08";
+    for admin in [&admin_a, &admin_b] {
+        assert_eq!(participants(&admin.json(path).await), provisional);
+        assert_eq!(
+            participants(&admin.json(&format!("{path}&basis=confirmed")).await),
+            confirmed
+        );
+    }
+    assert_figures_equal_recompute(&a);
+}

@@ -253,6 +253,18 @@ async fn an_online_backup_restores_to_a_working_server() {
     drop(admin);
 }
 
+/// Waits until more than `before` uploads have been acknowledged (or every phone stopped: its
+/// panic then fails the test).
+async fn wait_for_more<T>(
+    acked: &Mutex<Vec<T>>,
+    before: usize,
+    phones: &[tokio::task::JoinHandle<()>],
+) {
+    while acked.lock().expect("lock").len() <= before && !phones.iter().all(|p| p.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Runs `fieldtally fsck` on the server's data; returns the exit code and the report.
 fn fsck(server: &Server, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["fsck", "--grace-secs", "0"];
@@ -268,6 +280,7 @@ async fn random_sigkills_during_uploads_lose_nothing_acknowledged_and_fsck_clean
     let (mut server, _admin) = server_with_forms().await;
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     for round in 0..4u64 {
+        let before = acked.lock().expect("lock").len();
         let mut tasks = Vec::new();
         for phone in 0..6u64 {
             let (base, acked) = (server.base.clone(), acked.clone());
@@ -291,7 +304,9 @@ async fn random_sigkills_during_uploads_lose_nothing_acknowledged_and_fsck_clean
                 }
             }));
         }
-        // A different moment each round.
+        // A different moment each round, once this round's uploads are under way (a loaded
+        // machine may take longer than the wait to answer the first).
+        wait_for_more(&acked, before, &tasks).await;
         let wait = 50 + rand::random::<u64>() % 400;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         server.kill_and_restart();
@@ -371,4 +386,193 @@ async fn fsck_reports_a_row_whose_file_is_gone() {
     assert_eq!(code, 2);
     assert_eq!(report["missing"][0]["table"], "attachments");
     assert_eq!(report["missing"][0]["sha256"], sha.as_str());
+}
+
+/// What the reviewer did to one submission: the state sent and whether the server answered.
+#[derive(Clone)]
+struct Reviewed {
+    state: &'static str,
+    acknowledged: bool,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_and_exact_figures() {
+    let (mut server, _) = server_with_hamlets().await;
+    let acked: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
+    let reviewed: Arc<Mutex<HashMap<String, Reviewed>>> = Arc::default();
+    for round in 0..4u32 {
+        let before = acked.lock().expect("lock").len();
+        let mut tasks = Vec::new();
+        for phone in 0..4u32 {
+            let (base, acked) = (server.base.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let collect = Collect::with_password(&base, "lan", "lan-password-1");
+                for n in 0u32.. {
+                    let id = new_instance_id();
+                    let total = 1 + (round * 7 + phone * 3 + n) % 40;
+                    let xml = Dialogue {
+                        total,
+                        women: total / 2,
+                        photo: Some("p.jpg"),
+                        ..Dialogue::new(&id, "DEMO-04231-1")
+                    }
+                    .xml();
+                    let photo = random_bytes(4_000 + n as usize);
+                    match collect
+                        .try_submit(&xml, &[Attachment::jpeg("p.jpg", photo)], false)
+                        .await
+                    {
+                        Ok(res) if res.status() == 201 => {
+                            acked.lock().expect("lock").push((id, total))
+                        }
+                        Ok(res) => panic!("unexpected status {}", res.status()),
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        // The reviewer works through what came in, one by one and in small batches.
+        let admin = server.admin().await;
+        let reviewer = {
+            let reviewed = reviewed.clone();
+            tokio::spawn(async move {
+                let states = ["approved", "rejected", "has_issues"];
+                for n in 0usize.. {
+                    let Ok(res) = admin
+                        .get("/api/v1/submissions?state=received&limit=6")
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(page) = res.json::<Value>().await else {
+                        return;
+                    };
+                    let ids: Vec<String> = page["submissions"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s["instance_id"].as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if ids.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    let state = states[n % states.len()];
+                    let mark = |acknowledged: bool| {
+                        let mut r = reviewed.lock().expect("lock");
+                        for id in &ids {
+                            r.insert(
+                                id.clone(),
+                                Reviewed {
+                                    state,
+                                    acknowledged,
+                                },
+                            );
+                        }
+                    };
+                    mark(false);
+                    let req = if n % 2 == 0 {
+                        admin
+                            .post(&format!("/api/v1/submissions/{}/review", ids[0]))
+                            .json(&serde_json::json!({ "state": state, "comment": "seen" }))
+                    } else {
+                        admin.post("/api/v1/submissions/review").json(
+                            &serde_json::json!({ "state": state, "comment": "seen", "ids": ids }),
+                        )
+                    };
+                    let single = n % 2 == 0;
+                    match req.send().await {
+                        Ok(res) if res.status() == 200 => {
+                            let mut r = reviewed.lock().expect("lock");
+                            let done: &[String] = if single { &ids[..1] } else { &ids };
+                            for id in done {
+                                r.insert(
+                                    id.clone(),
+                                    Reviewed {
+                                        state,
+                                        acknowledged: true,
+                                    },
+                                );
+                            }
+                            if single {
+                                for id in &ids[1..] {
+                                    r.remove(id);
+                                }
+                            }
+                        }
+                        Ok(res) => panic!("review answered {}", res.status()),
+                        Err(_) => return,
+                    }
+                }
+            })
+        };
+        wait_for_more(&acked, before, &tasks).await;
+        let wait = 100 + rand::random::<u64>() % 500;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        server.kill_and_restart();
+        for t in tasks {
+            t.await.expect("phone");
+        }
+        reviewer.await.expect("reviewer");
+
+        // After every crash: the maintained figures equal a full recompute, and no row points
+        // at a missing file.
+        assert_figures_equal_recompute(&server);
+        let (_, report) = fsck(&server, &[]);
+        assert_eq!(report["missing"], serde_json::json!([]), "round {round}");
+    }
+
+    let admin = server.admin().await;
+    let acked = acked.lock().expect("lock").clone();
+    let reviewed = reviewed.lock().expect("lock").clone();
+    assert!(!acked.is_empty());
+    assert!(reviewed.values().any(|r| r.acknowledged));
+    let (mut provisional, mut confirmed) = (0.0, 0.0);
+    for (id, total) in &acked {
+        let d = admin.json(&format!("/api/v1/submissions/{id}")).await;
+        assert_eq!(d["attachments"][0]["complete"], true, "{id}");
+        let state = d["review_state"].as_str().expect("state");
+        match reviewed.get(id) {
+            Some(r) if r.acknowledged => assert_eq!(state, r.state, "{id}: acknowledged review"),
+            Some(r) => assert!(state == r.state || state == "received", "{id}: {state}"),
+            None => assert_eq!(state, "received", "{id}"),
+        }
+        match state {
+            "rejected" => {}
+            "approved" => {
+                provisional += f64::from(*total);
+                confirmed += f64::from(*total);
+            }
+            _ => provisional += f64::from(*total),
+        }
+    }
+    // Submissions stored but not acknowledged (cut off before the answer) count too.
+    for s in admin.all_submissions("").await {
+        let id = s["instance_id"].as_str().expect("id");
+        if acked.iter().any(|(a, _)| a == id) {
+            continue;
+        }
+        let d = admin.json(&format!("/api/v1/submissions/{id}")).await;
+        let total = d["fields"]["participants_total"]
+            .as_f64()
+            .or_else(|| d["fields"]["participants_total"].as_str()?.parse().ok())
+            .expect("participants_total");
+        match d["review_state"].as_str().expect("state") {
+            "rejected" => {}
+            "approved" => {
+                provisional += total;
+                confirmed += total;
+            }
+            _ => provisional += total,
+        }
+    }
+    let path = "/api/v1/indicators/values?period=2025&area=04231&indicator=P8-08";
+    assert_eq!(participants(&admin.json(path).await), provisional);
+    assert_eq!(
+        participants(&admin.json(&format!("{path}&basis=confirmed")).await),
+        confirmed
+    );
 }

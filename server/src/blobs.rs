@@ -125,6 +125,32 @@ impl Blobs {
         Ok(target)
     }
 
+    /// Removes a blob and the copies derived from it (erasure). Hold [`Blobs::lock_exclusive`]
+    /// and make sure no row refers to it any more.
+    pub fn remove(&self, sha256: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(sha256)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let derived = self.derived_path(sha256, "any");
+        let Some(dir) = derived.parent() else {
+            return Ok(());
+        };
+        let prefix = format!("{sha256}.");
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stores a small in-memory file (form media); returns its sha256. Hold
     /// [`Blobs::lock_shared`] until the row that refers to it is committed.
     pub fn put(&self, bytes: &[u8]) -> io::Result<String> {

@@ -30,6 +30,7 @@ pub mod scope;
 pub mod sensitive;
 pub mod settings;
 pub mod state;
+pub mod subject;
 pub mod submissions;
 pub mod ui;
 pub mod users;

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use fieldtally::config::{DataKeyArgs, DatabaseArgs, ServeArgs};
 use fieldtally::db;
 use fieldtally::indicators::{self, Indicators};
@@ -75,6 +75,69 @@ enum Command {
         #[command(subcommand)]
         command: IndicatorsCommand,
     },
+    /// A beneficiary's records: find them, export them for her, or erase them at her request.
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// List every submission that carries the beneficiary's key.
+    Find {
+        #[command(flatten)]
+        who: Beneficiary,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Print everything stored about the beneficiary as JSON, sensitive values opened; every
+    /// version opened is written to the access log with the purpose.
+    Export {
+        #[command(flatten)]
+        who: Beneficiary,
+        /// The administrator doing this, for the access log.
+        #[arg(long)]
+        by: String,
+        /// Why (one line, e.g. the request's reference), for the access log.
+        #[arg(long)]
+        purpose: String,
+        #[command(flatten)]
+        keys: DataKeyArgs,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Erase every submission that carries the key, with its files; the indicator figures
+    /// change in the same transaction. Without --yes only shows what would go.
+    Erase {
+        #[command(flatten)]
+        who: Beneficiary,
+        /// The administrator doing this, for the audit log.
+        #[arg(long)]
+        by: String,
+        /// Why (one line, e.g. the request's reference), for the audit log.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// Who: a beneficiary key as the API shows it, or the identity it is derived from.
+#[derive(Args)]
+struct Beneficiary {
+    /// The pseudonymous key (`beneficiary_key` in the API).
+    #[arg(long, conflicts_with_all = ["hamlet", "parts"])]
+    key: Option<String>,
+    /// The hamlet code the beneficiary was recorded in (with --part).
+    #[arg(long)]
+    hamlet: Option<String>,
+    /// An identity answer ROLE=VALUE as the form marks it: name=…, birth_year=…,
+    /// household_code=…; repeat for each.
+    #[arg(long = "part", value_name = "ROLE=VALUE")]
+    parts: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -354,6 +417,103 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Indicators { command } => run_indicators(command),
+        Command::Subject { command } => run_subject(command),
+    }
+}
+
+/// The key of the beneficiary named on the command line.
+fn beneficiary_key(who: &Beneficiary, conn: &mut db::DbConn) -> anyhow::Result<String> {
+    if let Some(key) = &who.key {
+        return Ok(key.clone());
+    }
+    let hamlet = who
+        .hamlet
+        .as_deref()
+        .context("name the beneficiary with --key, or with --hamlet and --part ROLE=VALUE")?;
+    let parts = who
+        .parts
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(r, v)| (r.trim().to_string(), v.to_string()))
+                .with_context(|| format!("--part {p}: expected ROLE=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let secrets = conn
+        .conn()
+        .write_transaction(fieldtally::settings::load_or_create)?;
+    Ok(fieldtally::subject::key_of(
+        &secrets.beneficiary_key,
+        hamlet,
+        &parts,
+    )?)
+}
+
+/// The administrator named by --by, as the audit and access logs record them.
+fn administrator(
+    conn: &mut db::DbConn,
+    username: &str,
+) -> anyhow::Result<fieldtally::audit::Actor> {
+    let user = users::get(&mut conn.conn(), username)?;
+    anyhow::ensure!(
+        user.role()? == Role::Admin,
+        "'{username}' is not an administrator"
+    );
+    Ok(fieldtally::audit::Actor {
+        id: user.id,
+        username: user.username,
+    })
+}
+
+fn run_subject(command: SubjectCommand) -> anyhow::Result<()> {
+    use fieldtally::subject;
+    match command {
+        SubjectCommand::Find { who, db } => {
+            let mut conn = open(&db)?;
+            let key = beneficiary_key(&who, &mut conn)?;
+            let records = subject::find(&mut conn.conn(), &key)?;
+            print_json(&serde_json::json!({ "beneficiary_key": key, "records": records }))
+        }
+        SubjectCommand::Export {
+            who,
+            by,
+            purpose,
+            keys,
+            db,
+        } => {
+            let (path, _) = keys.path(&db.data_dir);
+            let keys = fieldtally::crypto::DataKeys::load(&path)?;
+            let mut conn = open(&db)?;
+            let key = beneficiary_key(&who, &mut conn)?;
+            let by = administrator(&mut conn, &by)?;
+            let export = conn
+                .conn()
+                .write_transaction(|c| subject::export(c, &keys, &key, &by, &purpose))?;
+            print_json(&export)
+        }
+        SubjectCommand::Erase {
+            who,
+            by,
+            reason,
+            yes,
+            db,
+        } => {
+            let mut conn = open(&db)?;
+            let key = beneficiary_key(&who, &mut conn)?;
+            let by = administrator(&mut conn, &by)?;
+            if !yes {
+                let records = subject::find(&mut conn.conn(), &key)?;
+                print_json(&serde_json::json!({ "would_erase": records }))?;
+                anyhow::bail!("nothing was erased: run again with --yes to erase these");
+            }
+            let erased = conn.conn().write_transaction(|c| {
+                let indicators = Indicators::in_effect(c)?;
+                subject::erase(c, &indicators, &key, &by, &reason)
+            })?;
+            let blobs = fieldtally::blobs::Blobs::open(&db.data_dir)?;
+            let files = subject::remove_files(&mut conn.conn(), &blobs, &erased)?;
+            print_json(&serde_json::json!({ "erased": erased, "files_removed": files }))
+        }
     }
 }
 

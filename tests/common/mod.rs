@@ -511,3 +511,96 @@ pub async fn server_with_forms() -> (Server, Admin) {
 pub fn collector(server: &Server) -> collect::Collect {
     collect::Collect::with_password(&server.base, "lan", "lan-password-1")
 }
+
+/// A shipped `policy_dialogue` submission (counted by indicator P8-08) as Collect sends it.
+pub struct Dialogue<'a> {
+    pub id: &'a str,
+    pub deprecated: Option<&'a str>,
+    pub hamlet: &'a str,
+    pub date: &'a str,
+    pub level: &'a str,
+    pub total: u32,
+    pub women: u32,
+    pub photo: Option<&'a str>,
+}
+
+impl<'a> Dialogue<'a> {
+    /// A commune-level dialogue on 10 August 2025 with 20 participants, 10 of them women.
+    pub fn new(id: &'a str, hamlet: &'a str) -> Dialogue<'a> {
+        Dialogue {
+            id,
+            deprecated: None,
+            hamlet,
+            date: "2025-08-10",
+            level: "commune",
+            total: 20,
+            women: 10,
+            photo: None,
+        }
+    }
+
+    pub fn xml(&self) -> Vec<u8> {
+        let deprecated = self
+            .deprecated
+            .map(|d| format!("<deprecatedID>{d}</deprecatedID>"))
+            .unwrap_or_default();
+        let photo = match self.photo {
+            Some(p) => format!("<attendance_photo>{p}</attendance_photo>"),
+            None => "<attendance_photo />".to_string(),
+        };
+        let Dialogue {
+            id,
+            hamlet,
+            date,
+            level,
+            total,
+            women,
+            ..
+        } = self;
+        format!(
+            "<?xml version='1.0' encoding='UTF-8' ?><data id=\"policy_dialogue\" version=\"2025040301\" xmlns:orx=\"http://openrosa.org/xforms\"><start>2025-07-10T08:00:00.000+07:00</start><end>2025-07-10T09:00:00.000+07:00</end><start_location /><hamlet>{hamlet}</hamlet><activity_date>{date}</activity_date><level>{level}</level><topic>gender_equality</topic><topic_other /><chair>Chủ tịch UBND xã</chair><participants_total>{total}</participants_total><participants_women>{women}</participants_women><participants_ethnic_minority>10</participants_ethnic_minority><participants_children>0</participants_children><issues_raised>Nước sạch</issues_raised><commitments /><location>21.0 103.5 600.0 5.0</location>{photo}<attendance_photo_2 /><meta><instanceID>{id}</instanceID>{deprecated}</meta></data>"
+        )
+        .into_bytes()
+    }
+}
+
+/// A server with the shipped forms, the demo hamlets (`data/sonla/demo-hamlets.csv`) and the
+/// collector `lan`.
+pub async fn server_with_hamlets() -> (Server, Admin) {
+    let server = Server::start().await;
+    let hamlets = repo_root().join("data/sonla/demo-hamlets.csv");
+    let out = server.cli(&["areas", "import", &hamlets.display().to_string()], None);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = server.admin().await;
+    admin
+        .create_user("lan", "lan-password-1", "collector")
+        .await;
+    (server, admin)
+}
+
+/// The `participants` figure of a values answer (0 when the table has no such row).
+pub fn participants(table: &Value) -> f64 {
+    table["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["measure"] == "participants")
+        .and_then(|r| r["value"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// Runs `fieldtally indicators verify`: the maintained figures must equal a full recompute.
+pub fn assert_figures_equal_recompute(server: &Server) {
+    let out = server.cli(&["indicators", "verify"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("equal a full recompute"), "{stdout}");
+}

@@ -3,7 +3,6 @@
 //! maintained cells, never the submissions (except to list those behind a number).
 
 // Cell keys here are tuples of the dimensions they group by; naming each would hide that.
-#![allow(clippy::type_complexity)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -329,13 +328,16 @@ fn hamlet_rows(
         .collect())
 }
 
-/// Every figure in `scope` at the measures' finest dims: (measure, period, area id, dims) →
-/// value. What the values table is folded from.
+/// A figure's place: (measure, period, area id, dims).
+pub type FigureKey = (String, String, i64, String);
+
+/// Every figure in `scope` at the measures' finest dims: [`FigureKey`] → value. What the values
+/// table is folded from.
 pub fn figures(
     conn: &mut Conn<'_>,
     indicators: &Indicators,
     scope: &Scope<'_>,
-) -> Result<BTreeMap<(String, String, i64, String), i64>, AppError> {
+) -> Result<BTreeMap<FigureKey, i64>, AppError> {
     let index = indicators.area_index(conn)?;
     let mut out = BTreeMap::new();
     for (m, p, a, d, v) in figure_rows(conn, indicators.definitions(), &index, scope)? {
@@ -671,6 +673,12 @@ fn submission_info(
         .collect())
 }
 
+/// A fact counted in the number: the fact, the area it counts in, its dims.
+type Counted = (StoredFact, i64, Arc<str>);
+
+/// One submission's part of a sum: value, the dims its facts share, activity date, hamlet.
+type Part = (i64, Option<BTreeMap<String, String>>, NaiveDate, Arc<str>);
+
 /// The submissions behind one number of the values table, from the facts it is made of.
 pub fn behind(
     conn: &mut Conn<'_>,
@@ -755,7 +763,7 @@ pub fn behind(
         Basis::Provisional => f.bases.provisional,
         Basis::Confirmed => f.bases.confirmed,
     };
-    let mut counted: Vec<(StoredFact, i64, Arc<str>)> = Vec::new();
+    let mut counted: Vec<Counted> = Vec::new();
     for f in facts {
         if !in_basis(&f) || !req.period.contains_date(f.date) {
             continue;
@@ -776,8 +784,7 @@ pub fn behind(
     let mut listed: Vec<BehindRow> = Vec::new();
     let mut value = 0i64;
     if m.kind == Kind::Distinct {
-        let mut by_key: BTreeMap<(i64, Arc<str>), Vec<&(StoredFact, i64, Arc<str>)>> =
-            BTreeMap::new();
+        let mut by_key: BTreeMap<(i64, Arc<str>), Vec<&Counted>> = BTreeMap::new();
         for c in &counted {
             if let Some(k) = &c.0.key {
                 by_key.entry((c.1, k.clone())).or_default().push(c);
@@ -811,8 +818,7 @@ pub fn behind(
             }
         }
     } else {
-        let mut parts: BTreeMap<i64, (i64, Option<BTreeMap<String, String>>, NaiveDate, Arc<str>)> =
-            BTreeMap::new();
+        let mut parts: BTreeMap<i64, Part> = BTreeMap::new();
         for (f, _, dims) in &counted {
             let d = interner.parsed(dims).clone();
             if !matches(&d, &req.filters) {
