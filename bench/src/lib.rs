@@ -113,6 +113,8 @@ impl Template {
             .map(|(p, v)| {
                 let v = if p == "activity_date" {
                     date.clone()
+                } else if p.ends_with("_code") {
+                    format!("{v}-{}", n % KEYS)
                 } else {
                     v.clone()
                 };
