@@ -151,7 +151,7 @@ fn writer(c: &mut Criterion) {
                 |batch| {
                     tx(&mut conn, |c| {
                         for inc in &batch {
-                            let mut job = |c: &mut Conn<'_>| -> Result<(), AppError> {
+                            let job = |c: &mut Conn<'_>| -> Result<(), AppError> {
                                 let stored = submissions::store(c, inc)?;
                                 indicators::refresh_submission(
                                     c,

@@ -431,7 +431,7 @@ async fn submit_run(
             };
             let mut sent = 0u64;
             while Instant::now() < deadline {
-                if sent % 20 == 0 {
+                if sent.is_multiple_of(20) {
                     match phone.head_submission().await {
                         Ok(r) if r.status() == 204 => {}
                         Ok(r) => tally.error(format!("HEAD: {}", r.status())),
