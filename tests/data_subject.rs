@@ -179,6 +179,19 @@ async fn a_beneficiary_is_found_exported_and_erased_with_the_figures_following()
     );
     assert_eq!(women_counselled(&admin).await, 1.0);
     assert_figures_equal_recompute(&server);
+    // Systems pulling the change feed learn of the erasure, to erase their copies too.
+    let feed = admin
+        .json("/api/v1/submissions?updated_since=&limit=1000")
+        .await;
+    let deleted: Vec<&str> = feed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["change"] == "deleted")
+        .filter_map(|c| c["instance_id"].as_str())
+        .collect();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert!(deleted.contains(&first.as_str()) && deleted.contains(&second.as_str()));
     let (_, again) = cli_json(&server, &["subject", "find", "--key", &key]);
     assert_eq!(again["records"], serde_json::json!([]));
 

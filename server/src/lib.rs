@@ -9,9 +9,11 @@ pub mod auth;
 pub mod backup;
 pub mod beneficiary;
 pub mod blobs;
+pub mod changes;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod deletion;
 pub mod error;
 pub mod fieldwork;
 pub mod forms;
@@ -21,6 +23,7 @@ pub mod indicators;
 pub mod ingest;
 pub mod maintenance;
 pub mod metrics;
+pub mod openapi;
 pub mod openrosa;
 pub mod ops;
 pub mod photos;
@@ -74,6 +77,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
     )?;
     let data_keys = Arc::new(data_keys);
     let secrets = db.write(settings::load_or_create).await?;
+    db.write(auth::signing::ensure_current).await?;
     ensure_admin(&db).await?;
     load_shipped_forms(&db).await?;
     load_shipped_areas(&db).await?;
@@ -92,6 +96,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         metrics: Default::default(),
         geometry_cache: Default::default(),
         indicators,
+        signing_keys: Default::default(),
     })
 }
 

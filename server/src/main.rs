@@ -75,10 +75,29 @@ enum Command {
         #[command(subcommand)]
         command: IndicatorsCommand,
     },
+    /// Manage the keys that sign API access tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// A beneficiary's records: find them, export them for her, or erase them at her request.
     Subject {
         #[command(subcommand)]
         command: SubjectCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Make a new key sign access tokens from now on; tokens signed with the previous keys stay
+    /// valid until they expire, so nobody is logged out.
+    RotateSigningKey {
+        /// The longest access token lifetime of the servers (their --token-ttl): retired keys
+        /// older than this are deleted.
+        #[arg(long, env = "FIELDTALLY_TOKEN_TTL", default_value_t = 3600)]
+        token_ttl: i64,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
@@ -417,6 +436,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Indicators { command } => run_indicators(command),
+        Command::Tokens {
+            command: TokensCommand::RotateSigningKey { token_ttl, db },
+        } => {
+            let mut conn = open(&db)?;
+            let kid = conn
+                .conn()
+                .write_transaction(|c| fieldtally::auth::signing::rotate(c, token_ttl + 60))?;
+            println!("New tokens are now signed with key {kid}; earlier tokens stay valid until they expire.");
+            Ok(())
+        }
         Command::Subject { command } => run_subject(command),
     }
 }

@@ -165,6 +165,13 @@ fn apply(
         .execute(c))?;
     // In the same transaction: the confirmed and provisional figures follow the decision.
     indicators::refresh_submission(conn, indicators, t.id, Some(actor.id))?;
+    crate::changes::record(
+        conn,
+        t.id,
+        &t.instance_id,
+        crate::changes::Kind::ReviewChanged,
+        at,
+    )?;
     audit::record(
         conn,
         actor,

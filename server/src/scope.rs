@@ -87,6 +87,90 @@ impl Capability {
     }
 }
 
+/// What an API key (or an access token exchanged for one) was granted. A request made with a
+/// key may do only what both its account's role and its scopes allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyScope {
+    ReadIndicators,
+    ReadSubmissions,
+    ReadSensitive,
+    Export,
+    Administer,
+}
+
+impl KeyScope {
+    pub const ALL: [KeyScope; 5] = [
+        KeyScope::ReadIndicators,
+        KeyScope::ReadSubmissions,
+        KeyScope::ReadSensitive,
+        KeyScope::Export,
+        KeyScope::Administer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::ReadIndicators => "read_indicators",
+            KeyScope::ReadSubmissions => "read_submissions",
+            KeyScope::ReadSensitive => "read_sensitive",
+            KeyScope::Export => "export",
+            KeyScope::Administer => "administer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<KeyScope, AppError> {
+        KeyScope::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "bad_scope",
+                    format!("unknown scope '{s}': use read_indicators, read_submissions, read_sensitive, export or administer"),
+                )
+            })
+    }
+
+    /// The scope × capability table: the one place scopes map onto capabilities. Reading form
+    /// definitions comes with every scope that reads or exports data described by them; the web
+    /// page and OpenRosa are never reachable with a key.
+    pub fn grants(self, capability: Capability) -> bool {
+        use Capability as C;
+        match self {
+            KeyScope::ReadIndicators => matches!(capability, C::ReadIndicators),
+            KeyScope::ReadSubmissions => matches!(capability, C::ReadSubmissions | C::ReadForms),
+            KeyScope::ReadSensitive => matches!(capability, C::ReadSensitive),
+            KeyScope::Export => matches!(capability, C::Export | C::ReadForms),
+            KeyScope::Administer => matches!(
+                capability,
+                C::Administer
+                    | C::ManageIndicators
+                    | C::ReadAudit
+                    | C::Review
+                    | C::Comment
+                    | C::ReadForms
+            ),
+        }
+    }
+
+    /// Parses a space-separated list as stored.
+    pub fn parse_list(s: &str) -> Result<Vec<KeyScope>, AppError> {
+        let mut scopes = s
+            .split_whitespace()
+            .map(KeyScope::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        scopes.sort();
+        scopes.dedup();
+        Ok(scopes)
+    }
+
+    pub fn join(scopes: &[KeyScope]) -> String {
+        scopes
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// Which submissions a user may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Visibility {
@@ -107,6 +191,8 @@ pub struct Scope {
     pub role: Role,
     /// The areas a supervisor covers; empty for other roles.
     pub areas: Vec<String>,
+    /// The scopes of the API key the request came with; `None` for a person's own sign-in.
+    pub key_scopes: Option<Vec<KeyScope>>,
 }
 
 impl Scope {
@@ -127,20 +213,41 @@ impl Scope {
             username: username.to_string(),
             role,
             areas,
+            key_scopes: None,
         })
     }
 
     pub fn may(&self, capability: Capability) -> bool {
-        capability.allows(self.role)
+        capability.allows(self.role) && self.key_grants(capability)
     }
 
-    /// 403 unless the role has the capability.
+    fn key_grants(&self, capability: Capability) -> bool {
+        self.key_scopes
+            .as_ref()
+            .is_none_or(|scopes| scopes.iter().any(|k| k.grants(capability)))
+    }
+
+    /// 403 unless the role has the capability (and, with an API key, one of its scopes grants it).
     pub fn require(&self, capability: Capability) -> Result<(), AppError> {
-        if self.may(capability) {
-            Ok(())
-        } else {
-            Err(AppError::forbidden(capability.refusal()))
+        if !capability.allows(self.role) {
+            return Err(AppError::forbidden(capability.refusal()));
         }
+        if !self.key_grants(capability) {
+            let needed: Vec<&str> = KeyScope::ALL
+                .into_iter()
+                .filter(|k| k.grants(capability))
+                .map(KeyScope::as_str)
+                .collect();
+            return Err(AppError::client(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                match needed.is_empty() {
+                    true => "this cannot be done with an API key".to_string(),
+                    false => format!("this API key needs the scope {}", needed.join(" or ")),
+                },
+            ));
+        }
+        Ok(())
     }
 
     pub fn visibility(&self) -> Visibility {
@@ -177,6 +284,50 @@ macro_rules! visible_submissions {
                     ),
                 )
             }
+        }
+    }};
+}
+
+/// Restricts a boxed diesel query over `submission_changes` to the changes of submissions a
+/// [`Visibility`] allows, as [`visible_submissions!`] does for the submissions themselves. A
+/// deleted submission is judged by what [`crate::submissions::delete`] kept of it: its collector
+/// and the areas it lay in.
+#[macro_export]
+macro_rules! visible_changes {
+    ($query:expr, $visibility:expr) => {{
+        use $crate::db::schema::{
+            deleted_submission_areas, deleted_submissions, submission_areas, submission_changes,
+            submissions,
+        };
+        let query = $query;
+        match $visibility {
+            $crate::scope::Visibility::All => query,
+            $crate::scope::Visibility::SentBy(collector) => query.filter(
+                submission_changes::submission_id
+                    .eq_any(
+                        submissions::table
+                            .filter(submissions::collector_id.eq(*collector))
+                            .select(submissions::id),
+                    )
+                    .or(submission_changes::submission_id.eq_any(
+                        deleted_submissions::table
+                            .filter(deleted_submissions::collector_id.eq(*collector))
+                            .select(deleted_submissions::submission_id),
+                    )),
+            ),
+            $crate::scope::Visibility::Areas(codes) => query.filter(
+                submission_changes::submission_id
+                    .eq_any(
+                        submission_areas::table
+                            .filter(submission_areas::area_code.eq_any(codes.clone()))
+                            .select(submission_areas::submission_id),
+                    )
+                    .or(submission_changes::submission_id.eq_any(
+                        deleted_submission_areas::table
+                            .filter(deleted_submission_areas::area_code.eq_any(codes.clone()))
+                            .select(deleted_submission_areas::submission_id),
+                    )),
+            ),
         }
     }};
 }
@@ -324,6 +475,7 @@ mod tests {
             username: "u".into(),
             role,
             areas: vec!["04243".into()],
+            key_scopes: None,
         };
         assert_eq!(scope(Role::Admin).visibility(), Visibility::All);
         assert_eq!(scope(Role::ProvinceOfficer).visibility(), Visibility::All);
@@ -334,5 +486,31 @@ mod tests {
             Visibility::Areas(vec!["04243".into()])
         );
         assert!(scope(Role::Collector).require(Review).is_err());
+    }
+
+    #[test]
+    fn a_key_may_do_what_both_its_role_and_its_scopes_allow() {
+        let scope = |role, scopes: &[KeyScope]| Scope {
+            user_id: 7,
+            username: "u".into(),
+            role,
+            areas: Vec::new(),
+            key_scopes: Some(scopes.to_vec()),
+        };
+        let reader = scope(Role::Admin, &[KeyScope::ReadSubmissions]);
+        assert!(reader.may(ReadSubmissions));
+        assert!(reader.may(ReadForms));
+        assert!(!reader.may(Administer));
+        assert!(!reader.may(ReadSensitive));
+        // The administer scope does not lift a service account's role.
+        assert!(!scope(Role::ApiClient, &[KeyScope::Administer]).may(Administer));
+        assert!(scope(Role::Admin, &[KeyScope::Administer]).may(Administer));
+        assert!(!scope(Role::Admin, &KeyScope::ALL).may(UseWebPage));
+        assert!(!scope(Role::Admin, &[]).may(ReadSubmissions));
+        assert_eq!(
+            KeyScope::parse_list("export read_indicators export").expect("valid"),
+            [KeyScope::ReadIndicators, KeyScope::Export]
+        );
+        assert!(KeyScope::parse_list("read_everything").is_err());
     }
 }

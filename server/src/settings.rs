@@ -1,5 +1,5 @@
-//! Server secrets kept in the database, so that every instance on one database signs and
-//! checks tokens and nonces alike.
+//! Server secrets kept in the database, so that every instance on one database checks nonces
+//! and derives keys alike. The keys that sign access tokens are in `auth::signing`.
 
 use diesel::prelude::*;
 
@@ -10,7 +10,6 @@ use crate::on_conn;
 
 #[derive(Clone)]
 pub struct Secrets {
-    pub token_key: Vec<u8>,
     pub nonce_key: Vec<u8>,
     /// Keys the pseudonymous beneficiary hash (see `beneficiary.rs`); it never leaves the server.
     pub beneficiary_key: Vec<u8>,
@@ -46,7 +45,6 @@ fn secret(conn: &mut Conn<'_>, name: &str) -> Result<Vec<u8>, AppError> {
 
 pub fn load_or_create(conn: &mut Conn<'_>) -> Result<Secrets, AppError> {
     Ok(Secrets {
-        token_key: secret(conn, "token_key")?,
         nonce_key: secret(conn, "nonce_key")?,
         beneficiary_key: secret(conn, "beneficiary_key")?,
         app_key_secret: secret(conn, "app_key_secret")?,

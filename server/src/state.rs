@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::areas::geometry::GeometryCache;
 use crate::auth::replay::SeenNonces;
+use crate::auth::signing::KeyCache;
 use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::crypto::DataKeys;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub geometry_cache: GeometryCache,
     /// The indicator definitions in use and the area registry they place submissions in.
     pub indicators: Arc<Indicators>,
+    /// Access token verification keys by `kid` (see `auth::signing`).
+    pub signing_keys: KeyCache,
 }

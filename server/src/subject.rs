@@ -5,7 +5,9 @@
 //! Erasure removes the submissions that carry the key (every version, attachment, review,
 //! comment and area entry) and takes them out of the indicator figures in the same
 //! transaction. Figures of closed periods stay as they were reported; the change is listed as
-//! a revision of the period like any other late change.
+//! a revision of the period like any other late change. Each erased submission is reported as
+//! `deleted` in the change feed (see `deletion.rs`), so the systems that pulled it learn to
+//! erase it too; its tombstone keeps only the instanceID, form, collector and area codes.
 
 use std::collections::BTreeSet;
 
@@ -19,12 +21,11 @@ use crate::audit::{self, Actor};
 use crate::blobs::Blobs;
 use crate::crypto::DataKeys;
 use crate::db::schema::{
-    attachments, indicator_revisions, submission_areas, submission_comments, submission_consent,
-    submission_flags, submission_reviews, submission_versions, submissions,
+    submission_comments, submission_reviews, submission_versions, submissions,
 };
 use crate::db::Conn;
 use crate::error::AppError;
-use crate::indicators::{self, Indicators};
+use crate::indicators::Indicators;
 use crate::on_conn;
 use crate::users::now;
 
@@ -182,42 +183,14 @@ pub fn erase(
     let mut erased = Erased::default();
     let mut instance_ids = Vec::new();
     for sid in submission_ids(conn, key)? {
-        let root: String = on_conn!(conn, c => submissions::table
-            .find(sid)
-            .select(submissions::instance_id)
-            .first(c))?;
-        let versions: Vec<i64> = on_conn!(conn, c => submission_versions::table
-            .filter(submission_versions::submission_id.eq(sid))
-            .select(submission_versions::id)
-            .load(c))?;
-        // With no current version left the submission counts nowhere: the indicator hook takes
-        // its facts out (and lists the change on closed periods) before the rows go.
-        on_conn!(conn, c => diesel::update(submission_versions::table
-            .filter(submission_versions::submission_id.eq(sid)))
-            .set(submission_versions::is_current.eq(false))
-            .execute(c))?;
-        indicators::refresh_submission(conn, indicators, sid, Some(by.id))?;
-        on_conn!(conn, c => diesel::update(indicator_revisions::table
-            .filter(indicator_revisions::submission_id.eq(sid)))
-            .set(indicator_revisions::submission_id.eq(None::<i64>))
-            .execute(c))?;
-        let hashes: Vec<Option<String>> = on_conn!(conn, c => attachments::table
-            .filter(attachments::version_id.eq_any(&versions))
-            .select(attachments::sha256)
-            .load(c))?;
-        erased.attachments += hashes.len();
-        erased.blobs.extend(hashes.into_iter().flatten());
-        on_conn!(conn, c => diesel::delete(attachments::table.filter(attachments::version_id.eq_any(&versions))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submission_flags::table.filter(submission_flags::version_id.eq_any(&versions))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submission_consent::table.filter(submission_consent::version_id.eq_any(&versions))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submission_reviews::table.filter(submission_reviews::submission_id.eq(sid))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submission_comments::table.filter(submission_comments::submission_id.eq(sid))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submission_areas::table.filter(submission_areas::submission_id.eq(sid))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submission_versions::table.filter(submission_versions::submission_id.eq(sid))).execute(c))?;
-        on_conn!(conn, c => diesel::delete(submissions::table.find(sid)).execute(c))?;
+        // The same removal as an administrator's deletion: out of the figures in this
+        // transaction, and reported as `deleted` to the systems pulling the change feed.
+        let removed = crate::deletion::remove(conn, indicators, by, sid)?;
+        erased.attachments += removed.attachments;
+        erased.blobs.extend(removed.files);
         erased.submissions += 1;
-        erased.versions += versions.len();
-        instance_ids.push(root);
+        erased.versions += removed.versions;
+        instance_ids.push(removed.instance_id);
     }
     // The audit entry names the removed submissions by instanceID only (no key, no values).
     audit::record(

@@ -390,6 +390,17 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
                 ))
                 .execute(c))?;
             crate::scope::index_areas(conn, old.submission_id)?;
+            let root: String = on_conn!(conn, c => submissions::table
+                .find(old.submission_id)
+                .select(submissions::instance_id)
+                .first(c))?;
+            crate::changes::record(
+                conn,
+                old.submission_id,
+                &root,
+                crate::changes::Kind::Edited,
+                inc.received_at,
+            )?;
             return Ok(Stored {
                 submission_id: old.submission_id,
                 outcome: Outcome::Edited,
@@ -398,20 +409,34 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         }
     }
 
-    let submission_id: i64 = on_conn!(conn, c => diesel::insert_into(submissions::table)
-        .values((
-            submissions::instance_id.eq(&id.instance_id),
-            submissions::form_id.eq(&id.form_id),
-            submissions::form_version.eq(&id.version),
-            submissions::collector_id.eq(inc.collector_id),
-            submissions::review_state.eq(STATE_RECEIVED),
-            submissions::created_at.eq(inc.received_at),
-            submissions::updated_at.eq(inc.received_at),
-        ))
-        .returning(submissions::id)
-        .get_result(c))?;
+    let values = (
+        submissions::instance_id.eq(&id.instance_id),
+        submissions::form_id.eq(&id.form_id),
+        submissions::form_version.eq(&id.version),
+        submissions::collector_id.eq(inc.collector_id),
+        submissions::review_state.eq(STATE_RECEIVED),
+        submissions::created_at.eq(inc.received_at),
+        submissions::updated_at.eq(inc.received_at),
+    );
+    let submission_id: i64 = match unused_sqlite_id(conn)? {
+        Some(fresh) => on_conn!(conn, c => diesel::insert_into(submissions::table)
+            .values((submissions::id.eq(fresh), values))
+            .returning(submissions::id)
+            .get_result(c))?,
+        None => on_conn!(conn, c => diesel::insert_into(submissions::table)
+            .values(values)
+            .returning(submissions::id)
+            .get_result(c))?,
+    };
     let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
     crate::scope::index_areas(conn, submission_id)?;
+    crate::changes::record(
+        conn,
+        submission_id,
+        &id.instance_id,
+        crate::changes::Kind::Created,
+        inc.received_at,
+    )?;
     Ok(Stored {
         submission_id,
         outcome: Outcome::Created,
@@ -419,8 +444,27 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
     })
 }
 
+/// On SQLite, the id for a new submission. Without AUTOINCREMENT SQLite gives a new row the
+/// largest id plus one, so after the newest submission was deleted its id would come again, and
+/// the change feed and the tombstones, which name submissions by id, would mix the two. The new
+/// id therefore also follows every deleted one. PostgreSQL's sequence never gives an id twice.
+fn unused_sqlite_id(conn: &mut Conn<'_>) -> Result<Option<i64>, AppError> {
+    use crate::db::schema::deleted_submissions;
+    use diesel::dsl::max;
+    let Conn::Sqlite(c) = conn else {
+        return Ok(None);
+    };
+    let live: Option<i64> = submissions::table
+        .select(max(submissions::id))
+        .first(&mut **c)?;
+    let deleted: Option<i64> = deleted_submissions::table
+        .select(max(deleted_submissions::submission_id))
+        .first(&mut **c)?;
+    Ok(Some(live.max(deleted).unwrap_or(0) + 1))
+}
+
 /// One row of the submission list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub instance_id: String,
     pub form_id: String,
@@ -561,13 +605,22 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
         }
         q.load(c)
     })?;
+    let mut rows = summaries(conn, &ids)?;
+    if f.newest_first {
+        rows.reverse();
+    }
+    Ok(rows)
+}
+
+/// The list rows of the given submissions (those that exist), in id order.
+pub fn summaries(conn: &mut Conn<'_>, ids: &[i64]) -> Result<Vec<Summary>, AppError> {
     let mut rows: Vec<SummaryRow> = on_conn!(conn, c => submissions::table
         .inner_join(users::table.on(users::id.eq(submissions::collector_id)))
         .inner_join(submission_versions::table.on(
             submission_versions::submission_id.eq(submissions::id)
                 .and(submission_versions::is_current.eq(true)),
         ))
-        .filter(submissions::id.eq_any(&ids))
+        .filter(submissions::id.eq_any(ids))
         .select((
             (submissions::id, submission_versions::id),
             submissions::instance_id,
@@ -581,11 +634,7 @@ pub fn list(conn: &mut Conn<'_>, f: &Filter) -> Result<Vec<Summary>, AppError> {
             submissions::updated_at,
         ))
         .load(c))?;
-    if f.newest_first {
-        rows.sort_by_key(|r| std::cmp::Reverse((r.0).0));
-    } else {
-        rows.sort_by_key(|r| (r.0).0);
-    }
+    rows.sort_by_key(|r| (r.0).0);
     let version_ids: Vec<i64> = rows.iter().map(|r| (r.0).1).collect();
     let mut flags = flags_of(conn, &version_ids)?;
     Ok(rows

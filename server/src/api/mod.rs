@@ -1,5 +1,6 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer access tokens.
 
+mod api_keys;
 mod areas;
 mod audit;
 mod auth;
@@ -20,6 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .app_data(query_config())
             .app_data(path_config())
             .configure(auth::routes)
+            .configure(api_keys::routes)
             .configure(forms::routes)
             .configure(users::routes)
             .configure(fieldwork::routes)
@@ -27,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(submissions::routes)
             .configure(audit::routes)
             .configure(indicators::routes)
+            .configure(crate::openapi::routes)
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(AppError::not_found(
                     "no_route",

@@ -18,6 +18,7 @@ use crate::review::{self, BulkFilter, Decision, Selection};
 use crate::scope::{self, Capability, Scope};
 use crate::state::AppState;
 use crate::submissions::{self, Filter};
+use crate::{changes, deletion};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
@@ -25,7 +26,11 @@ const MAX_LIMIT: i64 = 1000;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/submissions", web::get().to(list))
         .route("/submissions/review", web::post().to(review_bulk))
-        .route("/submissions/{instance_id}", web::get().to(detail))
+        .service(
+            web::resource("/submissions/{instance_id}")
+                .route(web::get().to(detail))
+                .route(web::delete().to(delete)),
+        )
         .route(
             "/submissions/{instance_id}/review",
             web::post().to(review_one),
@@ -62,6 +67,8 @@ struct ListQuery {
     since: Option<String>,
     cursor: Option<String>,
     limit: Option<i64>,
+    /// Incremental pull: the changes after this cursor (empty: from the beginning).
+    updated_since: Option<String>,
 }
 
 fn encode_cursor(id: i64) -> String {
@@ -111,6 +118,36 @@ async fn list(
                 format!("unknown review state '{s}'"),
             ));
         }
+    }
+    if let Some(after) = &q.updated_since {
+        let filtered = q.form.is_some()
+            || q.version.is_some()
+            || q.collector.is_some()
+            || q.state.is_some()
+            || q.area.is_some()
+            || q.flag.is_some()
+            || q.since.is_some()
+            || q.cursor.is_some();
+        if filtered {
+            return Err(AppError::bad_request(
+                "bad_query",
+                "updated_since takes only limit: the feed has every change you may see, in order",
+            ));
+        }
+        let after = changes::Cursor::parse(after)?;
+        let page = state
+            .db
+            .read(move |conn| {
+                let scope = user.scope(conn)?;
+                scope.require(Capability::ReadSubmissions)?;
+                changes::feed(conn, &scope.visibility(), after, limit)
+            })
+            .await?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "changes": page.changes,
+            "next_cursor": page.next_cursor.encode(),
+            "more": page.more,
+        })));
     }
     let received_since = q.since.as_deref().map(parse_since).transpose()?;
     let cursor_id = q.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -169,6 +206,32 @@ async fn detail(
     body["review"] = json!(reviews.last());
     body["reviews"] = json!(reviews);
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// Deletes a submission with all its versions and files (administrators); the deletion is
+/// audited and appears in the change feed.
+async fn delete(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    user.require_admin()?;
+    let id = path.into_inner();
+    let indicators = state.indicators.clone();
+    let actor = crate::audit::Actor {
+        id: user.id,
+        username: user.username.clone(),
+    };
+    let deleted = state
+        .db
+        .write(move |conn| deletion::delete(conn, &indicators, &actor, &id))
+        .await?;
+    let files = deleted.files.clone();
+    if let Err(e) = deletion::remove_unreferenced(&state.db, &state.blobs, files).await {
+        // The rows are gone; a file left behind is found by `fieldtally fsck --repair`.
+        tracing::warn!(error = %e, "files of a deleted submission were not removed");
+    }
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,11 @@
 //! Who is calling: collectors on the OpenRosa routes (Digest, Basic over https, or an app key in
-//! the URL) and people or machines on the REST API (bearer access tokens).
+//! the URL) and people or machines on the REST API (bearer access tokens or API keys).
 
+pub mod api_keys;
 pub mod digest;
 pub mod password;
 pub mod replay;
+pub mod signing;
 pub mod throttle;
 pub mod token;
 
@@ -16,7 +18,7 @@ use base64::Engine;
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::{AppError, OpenRosaError};
-use crate::scope::{Capability, Scope};
+use crate::scope::{Capability, KeyScope, Scope};
 use crate::state::AppState;
 use crate::users::{self, Role, User};
 use replay::NonceUse;
@@ -301,27 +303,33 @@ pub async fn check_password(
     Ok(attempt.user)
 }
 
-/// A caller of the REST API, identified by a bearer access token.
+/// A caller of the REST API, identified by a bearer access token or API key.
 #[derive(Debug, Clone)]
 pub struct ApiUser {
     pub id: i64,
     pub username: String,
     pub role: Role,
+    /// The scopes of the API key the request came with (directly or through an access token
+    /// exchanged for it); `None` for a person's sign-in.
+    pub key_scopes: Option<Vec<KeyScope>>,
 }
 
 impl ApiUser {
     /// The caller's scope: what they may see and do (see [`crate::scope`]).
     pub fn scope(&self, conn: &mut crate::db::Conn<'_>) -> Result<Scope, AppError> {
-        Scope::load(conn, self.id, &self.username, self.role)
+        let mut scope = Scope::load(conn, self.id, &self.username, self.role)?;
+        scope.key_scopes = self.key_scopes.clone();
+        Ok(scope)
     }
 
-    /// The role part of the scope, for routes that touch no submission.
+    /// The role (and key scope) part of the scope, for routes that touch no submission.
     pub fn require(&self, capability: Capability) -> Result<(), AppError> {
         Scope {
             user_id: self.id,
             username: self.username.clone(),
             role: self.role,
             areas: Vec::new(),
+            key_scopes: self.key_scopes.clone(),
         }
         .require(capability)
     }
@@ -343,7 +351,7 @@ impl FromRequest for ApiUser {
 
 async fn api_user(req: &HttpRequest) -> Result<ApiUser, AppError> {
     let state = state(req)?;
-    let token = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -351,18 +359,35 @@ async fn api_user(req: &HttpRequest) -> Result<ApiUser, AppError> {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
+        .map(str::trim)
         .ok_or_else(|| {
             AppError::client(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "send an access token: Authorization: Bearer <token> (POST /api/v1/auth/token)",
+                "send an access token or API key: Authorization: Bearer <token> (POST /api/v1/auth/token)",
             )
         })?;
-    let claims = token::verify(&state.secrets.token_key, token.trim())?;
-    let user_id = claims.sub;
-    let current = state
+    if bearer.starts_with(api_keys::PREFIX) {
+        let holder = key_holder(&state, bearer).await?;
+        return Ok(ApiUser {
+            id: holder.user.id,
+            role: holder.user.role()?,
+            username: holder.user.username,
+            key_scopes: Some(holder.scopes),
+        });
+    }
+    let claims = verify_token(&state, bearer).await?;
+    let (user_id, key_id) = (claims.sub, claims.key);
+    let (current, key_scopes) = state
         .db
-        .read(move |conn| token::generation(conn, user_id))
+        .read(move |conn| {
+            let generation = token::generation(conn, user_id)?;
+            let scopes = match key_id {
+                Some(id) => Some(api_keys::active_scopes(conn, id, user_id)?),
+                None => None,
+            };
+            Ok((generation, scopes))
+        })
         .await?;
     if current != claims.gen {
         return Err(AppError::client(
@@ -371,9 +396,63 @@ async fn api_user(req: &HttpRequest) -> Result<ApiUser, AppError> {
             "this access token has been revoked; sign in again",
         ));
     }
+    let key_scopes = match key_scopes {
+        None => None,
+        Some(Some(scopes)) => Some(scopes),
+        Some(None) => {
+            return Err(AppError::client(
+                StatusCode::UNAUTHORIZED,
+                "token_revoked",
+                "the API key this access token was issued for has been revoked or has expired",
+            ))
+        }
+    };
     Ok(ApiUser {
         id: claims.sub,
         username: claims.username,
         role: Role::parse(&claims.role)?,
+        key_scopes,
     })
+}
+
+/// The account of a valid API key; 401 for an unknown, revoked or expired key.
+pub async fn key_holder(state: &AppState, key: &str) -> Result<api_keys::Holder, AppError> {
+    let key = key.to_string();
+    state
+        .db
+        .read(move |conn| api_keys::authenticate(conn, &key))
+        .await?
+        .ok_or_else(|| {
+            AppError::client(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "this API key is not valid, has expired or has been revoked",
+            )
+        })
+}
+
+/// Checks an access token's signature with the key its `kid` names: from this instance's cache,
+/// or read once from the database when another instance made the key.
+async fn verify_token(state: &AppState, token: &str) -> Result<token::Claims, AppError> {
+    let kid = token::kid_of(token)?;
+    let secret = match state.signing_keys.get(&kid) {
+        Some(secret) => secret,
+        None => {
+            let wanted = kid.clone();
+            let key = state
+                .db
+                .read(move |conn| signing::find(conn, &wanted))
+                .await?
+                .ok_or_else(|| {
+                    AppError::client(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "the access token was signed with a key this server no longer has; sign in again",
+                    )
+                })?;
+            state.signing_keys.insert(&key);
+            key.secret
+        }
+    };
+    token::verify(&secret, token)
 }

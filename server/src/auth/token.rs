@@ -5,15 +5,22 @@
 //! generation in the database is still the same. Revoking raises the generation, so every
 //! instance refuses the user's older tokens at once, at the cost of one primary-key lookup per
 //! request.
+//!
+//! Each token names the key that signed it in its `kid` header (see [`super::signing`]); a token
+//! exchanged for an API key also names the key (`key`), and is refused once that key is revoked.
 
 use diesel::prelude::*;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::db::schema::token_generations;
 use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
+
+use super::signing::{SigningKey, LEGACY_KID};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -26,6 +33,9 @@ pub struct Claims {
     /// The user's token generation when the token was issued.
     #[serde(default)]
     pub gen: i64,
+    /// The API key this token was exchanged for; `None` for a person's sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
 }
 
 /// The user's current token generation (0 until the first revocation).
@@ -53,13 +63,25 @@ pub fn revoke_all(conn: &mut Conn<'_>, user_id: i64) -> Result<i64, AppError> {
     generation(conn, user_id)
 }
 
-pub fn issue(secret: &[u8], claims: &Claims) -> Result<String, AppError> {
-    encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
+pub fn issue(key: &SigningKey, claims: &Claims) -> Result<String, AppError> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key.kid.clone());
+    encode(&header, claims, &EncodingKey::from_secret(&key.secret))
+        .map_err(|e| AppError::internal(format!("cannot sign token: {e}")))
+}
+
+fn invalid(reason: impl std::fmt::Display) -> AppError {
+    AppError::client(
+        actix_web::http::StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        format!("the access token is not valid: {reason}"),
     )
-    .map_err(|e| AppError::internal(format!("cannot sign token: {e}")))
+}
+
+/// The key a token says signed it, read before anything in it is trusted.
+pub fn kid_of(token: &str) -> Result<String, AppError> {
+    let header = decode_header(token).map_err(invalid)?;
+    Ok(header.kid.unwrap_or_else(|| LEGACY_KID.to_string()))
 }
 
 pub fn verify(secret: &[u8], token: &str) -> Result<Claims, AppError> {
@@ -67,13 +89,7 @@ pub fn verify(secret: &[u8], token: &str) -> Result<Claims, AppError> {
     validation.leeway = 30;
     decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)
         .map(|d| d.claims)
-        .map_err(|e| {
-            AppError::client(
-                actix_web::http::StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                format!("the access token is not valid: {e}"),
-            )
-        })
+        .map_err(invalid)
 }
 
 #[cfg(test)]
@@ -88,17 +104,24 @@ mod tests {
             iat: 0,
             exp,
             gen: 0,
+            key: None,
         }
     }
 
     #[test]
     fn round_trips_and_rejects_tampering_and_expiry() {
         let now = chrono::Utc::now().timestamp();
-        let t = issue(b"k1", &claims(now + 60)).expect("sign");
+        let k1 = SigningKey {
+            kid: "one".into(),
+            secret: b"k1".to_vec(),
+        };
+        let t = issue(&k1, &claims(now + 60)).expect("sign");
+        assert_eq!(kid_of(&t).expect("header"), "one");
         assert_eq!(verify(b"k1", &t).expect("valid").sub, 7);
         assert!(verify(b"k2", &t).is_err());
-        let expired = issue(b"k1", &claims(now - 3600)).expect("sign");
+        let expired = issue(&k1, &claims(now - 3600)).expect("sign");
         assert!(verify(b"k1", &expired).is_err());
+        assert!(kid_of("not a token").is_err());
     }
 
     #[test]

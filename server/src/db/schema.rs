@@ -386,7 +386,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+        created_by -> BigInt,
+        expires_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    token_signing_keys (kid) {
+        kid -> Text,
+        secret -> Text,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    submission_changes (seq) {
+        seq -> BigInt,
+        txid -> BigInt,
+        submission_id -> BigInt,
+        instance_id -> Text,
+        kind -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    deleted_submissions (submission_id) {
+        submission_id -> BigInt,
+        instance_id -> Text,
+        form_id -> Text,
+        collector_id -> BigInt,
+        deleted_at -> Timestamp,
+        deleted_by -> BigInt,
+    }
+}
+
+diesel::table! {
+    deleted_submission_areas (submission_id, area_code) {
+        submission_id -> BigInt,
+        area_code -> Text,
+    }
+}
+
 diesel::joinable!(app_keys -> users (user_id));
+diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(form_versions -> forms (form_id));
 diesel::joinable!(form_media -> form_versions (form_version_id));
 diesel::joinable!(submission_versions -> submissions (submission_id));
@@ -437,4 +491,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     indicator_baselines,
     indicator_periods,
     indicator_revisions,
+    api_keys,
+    token_signing_keys,
+    submission_changes,
+    deleted_submissions,
+    deleted_submission_areas,
 );
