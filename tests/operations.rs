@@ -253,6 +253,44 @@ async fn an_online_backup_restores_to_a_working_server() {
     drop(admin);
 }
 
+/// Polls an export job until it is done or failed. Bounded only so that a job that never ends
+/// fails the test instead of hanging it.
+async fn finished_export(admin: &Admin, id: &str) -> Value {
+    for _ in 0..3000 {
+        let job = admin.json(&format!("/api/v1/exports/{id}")).await;
+        if job["status"] == "done" || job["status"] == "failed" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("export {id} never ended");
+}
+
+/// Downloads a finished CSV export and counts the submissions in it (a whole zip, a whole CSV).
+async fn export_rows(admin: &Admin, id: &str) -> usize {
+    use std::io::Read;
+    let res = admin
+        .get(&format!("/api/v1/exports/{id}/download"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().await.expect("body");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a whole zip");
+    let mut text = Vec::new();
+    archive
+        .by_name("policy_dialogue.csv")
+        .expect("the submissions table")
+        .read_to_end(&mut text)
+        .expect("read");
+    let mut rows = 0;
+    for row in csv::Reader::from_reader(text.as_slice()).records() {
+        row.expect("a whole CSV row");
+        rows += 1;
+    }
+    rows
+}
+
 /// Waits until more than `before` uploads have been acknowledged (or every phone stopped: its
 /// panic then fails the test).
 async fn wait_for_more<T>(
@@ -397,9 +435,11 @@ struct Reviewed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_and_exact_figures() {
-    let (mut server, _) = server_with_hamlets().await;
+    // An export job whose server died is taken up again one second after its last heartbeat.
+    let (mut server, _) = server_with_hamlets_and(&["--export-stale-secs", "1"]).await;
     let acked: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
     let reviewed: Arc<Mutex<HashMap<String, Reviewed>>> = Arc::default();
+    let exports: Arc<Mutex<Vec<String>>> = Arc::default();
     for round in 0..4u32 {
         let before = acked.lock().expect("lock").len();
         let mut tasks = Vec::new();
@@ -510,6 +550,41 @@ async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_a
             })
         };
         wait_for_more(&acked, before, &tasks).await;
+        // And an officer exports what came in so far, again and again.
+        let exporter = {
+            let (admin, exports) = (server.admin().await, exports.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok(res) = admin
+                        .post("/api/v1/exports")
+                        .json(&serde_json::json!({ "form": "policy_dialogue", "format": "csv" }))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    assert_eq!(res.status(), 202);
+                    let Ok(job) = res.json::<Value>().await else {
+                        return;
+                    };
+                    let id = job["id"].as_str().expect("job id").to_string();
+                    exports.lock().expect("lock").push(id.clone());
+                    loop {
+                        let Ok(res) = admin.get(&format!("/api/v1/exports/{id}")).send().await
+                        else {
+                            return;
+                        };
+                        let Ok(job) = res.json::<Value>().await else {
+                            return;
+                        };
+                        if job["status"] == "done" || job["status"] == "failed" {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        };
         let wait = 100 + rand::random::<u64>() % 500;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         server.kill_and_restart();
@@ -517,6 +592,7 @@ async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_a
             t.await.expect("phone");
         }
         reviewer.await.expect("reviewer");
+        exporter.await.expect("exporter");
 
         // After every crash: the maintained figures equal a full recompute, and no row points
         // at a missing file.
@@ -571,6 +647,35 @@ async fn random_sigkills_during_uploads_and_reviews_keep_every_acknowledgement_a
     }
     let path = "/api/v1/indicators/values?period=2025&area=04231&indicator=P8-08";
     assert_eq!(participants(&admin.json(path).await), provisional);
+    let stored = admin.all_submissions("&form=policy_dialogue").await.len();
+
+    // Every export started before a crash ends: finished files are whole, and a job killed in
+    // the middle is taken up again; a last export holds every stored submission.
+    let exports = exports.lock().expect("lock").clone();
+    assert!(!exports.is_empty());
+    for id in &exports {
+        let job = finished_export(&admin, id).await;
+        if job["status"] == "done" {
+            export_rows(&admin, id).await;
+        } else {
+            assert!(
+                job["error"].as_str().unwrap_or("").contains("interrupted"),
+                "{job}"
+            );
+        }
+    }
+    let res = admin
+        .post("/api/v1/exports")
+        .json(&serde_json::json!({ "form": "policy_dialogue", "format": "csv" }))
+        .send()
+        .await
+        .expect("export");
+    let id = res.json::<Value>().await.expect("job")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(finished_export(&admin, &id).await["status"], "done");
+    assert_eq!(export_rows(&admin, &id).await, stored);
     assert_eq!(
         participants(&admin.json(&format!("{path}&basis=confirmed")).await),
         confirmed

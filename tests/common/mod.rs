@@ -567,7 +567,12 @@ impl<'a> Dialogue<'a> {
 /// A server with the shipped forms, the demo hamlets (`data/sonla/demo-hamlets.csv`) and the
 /// collector `lan`.
 pub async fn server_with_hamlets() -> (Server, Admin) {
-    let server = Server::start().await;
+    server_with_hamlets_and(&[]).await
+}
+
+/// [`server_with_hamlets`] with extra server arguments.
+pub async fn server_with_hamlets_and(extra: &[&str]) -> (Server, Admin) {
+    let server = Server::start_with(extra).await;
     let hamlets = repo_root().join("data/sonla/demo-hamlets.csv");
     let out = server.cli(&["areas", "import", &hamlets.display().to_string()], None);
     assert!(
