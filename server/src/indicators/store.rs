@@ -433,9 +433,17 @@ fn facts_of_key(
     key: &str,
     interner: &mut Interner,
 ) -> Result<Vec<StoredFact>, AppError> {
+    // SQLite's planner prefers the primary key of this WITHOUT ROWID table (snapshot = 0 alone:
+    // every live fact) over the key index, which made each new fact cost a scan of all of them.
+    let index = match conn {
+        Conn::Sqlite(_) => " INDEXED BY indicator_facts_key",
+        Conn::Pg(_) => "",
+    };
     let mut sql = Sql::new(
         conn,
-        &format!("SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND measure = "),
+        &format!(
+            "SELECT {FACT_COLUMNS} FROM indicator_facts{index} WHERE snapshot = 0 AND measure = "
+        ),
     );
     sql.bind(measure).push(" AND distinct_key = ").bind(key);
     Ok(to_facts(defs, sql.load(conn)?, interner))
