@@ -200,28 +200,7 @@ async fn start(extra: &[&str]) -> (Server, Admin) {
         args.extend_from_slice(&["--push-give-up-secs", "600"]);
     }
     args.extend_from_slice(extra);
-    let server = Server::start_with(&args).await;
-    let out = server.cli(
-        &[
-            "areas",
-            "import",
-            &repo_root()
-                .join("data/sonla/demo-hamlets.csv")
-                .display()
-                .to_string(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = server.admin().await;
-    admin
-        .create_user("lan", "lan-password-1", "collector")
-        .await;
-    (server, admin)
+    server_with_hamlets_and(&args).await
 }
 
 fn dialogue(
