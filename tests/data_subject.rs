@@ -151,6 +151,34 @@ async fn a_beneficiary_is_found_exported_and_erased_with_the_figures_following()
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an administrator"));
     assert_eq!(women_counselled(&admin).await, 2.0);
+    // Garbage in: a part without a value, an identity without a hamlet, a blank reason.
+    for args in [
+        &[
+            "subject",
+            "find",
+            "--hamlet",
+            "DEMO-04231-1",
+            "--part",
+            "name",
+        ][..],
+        &["subject", "find", "--part", "name=lo thi mai"][..],
+        &[
+            "subject",
+            "find",
+            "--hamlet",
+            "DEMO-04231-1",
+            "--part",
+            "name= ",
+        ][..],
+        &[
+            "subject", "erase", "--key", &key, "--by", "admin", "--reason", " ", "--yes",
+        ][..],
+    ] {
+        let out = server.cli(args, None);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: a message says why");
+    }
+    assert_eq!(women_counselled(&admin).await, 2.0);
 
     let blobs_before = blob_count(&server);
     let (ok, erased) = cli_json(
