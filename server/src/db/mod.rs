@@ -124,6 +124,14 @@ pub fn parse_url(url: &str) -> Result<(Backend, String), AppError> {
     }
 }
 
+/// SQLite page cache of a pooled read connection, in KiB.
+const READER_CACHE_KIB: u32 = 8 * 1024;
+
+/// SQLite page cache of the writer connection, in KiB. Every submission updates indicator cells
+/// all over their table; with SQLite's default 2 MiB the writer spilled pages to the WAL in the
+/// middle of its transactions and read them back from the file.
+const WRITER_CACHE_KIB: u32 = 64 * 1024;
+
 /// Opens connections for the pool and for the writer.
 #[derive(Debug, Clone)]
 pub struct Manager {
@@ -139,9 +147,12 @@ impl Manager {
                     .map_err(|e| AppError::internal(format!("cannot open SQLite database: {e}")))?;
                 // busy_timeout first so the other pragmas wait for a busy database too;
                 // synchronous=FULL makes every commit durable before a phone is told 201.
-                c.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
-                )?;
+                // temp_store=MEMORY keeps the statement journals of multi-row upserts (the
+                // indicator cells) out of temporary files.
+                c.batch_execute(&format!(
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
+                     PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{READER_CACHE_KIB};"
+                ))?;
                 Ok(DbConn::Sqlite(c))
             }
             Backend::Postgres => {
@@ -201,6 +212,9 @@ pub fn connect(url: &str) -> Result<(Manager, DbConn), AppError> {
     let manager = Manager { backend, target };
     let mut conn = manager.open()?;
     migrate(&mut conn)?;
+    if let DbConn::Sqlite(c) = &mut conn {
+        c.batch_execute(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
+    }
     Ok((manager, conn))
 }
 
