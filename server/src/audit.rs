@@ -53,8 +53,9 @@ pub fn record(
     Ok(())
 }
 
-#[derive(Debug, Serialize, Queryable, Selectable)]
+#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = audit_log)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub id: i64,
     pub at: NaiveDateTime,
