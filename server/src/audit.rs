@@ -62,7 +62,9 @@ pub struct Entry {
     pub actor: String,
     pub action: String,
     pub target: Option<String>,
+    /// What the action changed, e.g. `{"role": "collector"}`.
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Object)]
     pub details: String,
 }
 
