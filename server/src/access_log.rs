@@ -26,8 +26,9 @@ pub struct Access {
     pub purpose: String,
 }
 
-#[derive(Debug, Serialize, Queryable, Selectable)]
+#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = access_log)]
+#[schema(as = AccessLogEntry)]
 pub struct Entry {
     pub id: i64,
     pub at: NaiveDateTime,

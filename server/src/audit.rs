@@ -53,15 +53,18 @@ pub fn record(
     Ok(())
 }
 
-#[derive(Debug, Serialize, Queryable, Selectable)]
+#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = audit_log)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub id: i64,
     pub at: NaiveDateTime,
     pub actor: String,
     pub action: String,
     pub target: Option<String>,
+    /// What the action changed, e.g. `{"role": "collector"}`.
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Object)]
     pub details: String,
 }
 

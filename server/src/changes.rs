@@ -105,7 +105,8 @@ impl Cursor {
 }
 
 /// One entry of the feed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FeedChange)]
 pub struct Change {
     /// `created`, `edited`, `review_changed` or `deleted`.
     pub change: String,
@@ -118,7 +119,8 @@ pub struct Change {
 
 /// A submission's current state in the feed: the list's summary with its answers (never the
 /// values of sensitive fields, as in the detail).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FeedSubmission)]
 pub struct Current {
     #[serde(flatten)]
     pub summary: Summary,

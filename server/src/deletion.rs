@@ -27,7 +27,7 @@ use crate::on_conn;
 use crate::users::now;
 
 /// What a deletion removed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     pub instance_id: String,
     pub form_id: String,

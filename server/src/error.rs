@@ -6,16 +6,34 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::json;
 
 /// One place in the client's input that a failure (or a warning) is about, e.g. a cell of an
 /// XLSForm workbook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 pub struct Detail {
     pub sheet: Option<String>,
     pub row: Option<usize>,
     pub column: Option<String>,
     pub message: String,
+}
+
+/// What the REST API answers for every failure.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorInfo {
+    /// Stable and machine-readable, e.g. `bad_credentials`, `not_found`, `bad_limit`.
+    pub code: &'static str,
+    /// For people: what went wrong and what to do.
+    pub message: String,
+    /// The places in the input the failure is about (e.g. cells of a workbook).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<Detail>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,11 +190,17 @@ impl ResponseError for AppError {
         let (status, code, message) = self.parts();
         let mut builder = HttpResponse::build(status);
         self.add_challenges(&mut builder);
-        match self {
-            AppError::Detailed { details, .. } => builder
-                .json(json!({ "error": { "code": code, "message": message, "details": details } })),
-            _ => builder.json(json!({ "error": { "code": code, "message": message } })),
-        }
+        let details = match self {
+            AppError::Detailed { details, .. } => Some(details.clone()),
+            _ => None,
+        };
+        builder.json(ErrorBody {
+            error: ErrorInfo {
+                code,
+                message,
+                details,
+            },
+        })
     }
 }
 

@@ -62,7 +62,7 @@ pub fn assign(conn: &mut Conn<'_>, user_id: i64, codes: &[String]) -> Result<(),
 }
 
 /// A hamlet as a collector sees it, with the commune it belongs to on the given day.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HamletChoice {
     pub code: String,
     pub name: String,

@@ -29,8 +29,9 @@ impl FormState {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = form_versions)]
+#[schema(as = FormVersion)]
 pub struct FormVersionInfo {
     #[serde(skip)]
     pub id: i64,
@@ -43,7 +44,7 @@ pub struct FormVersionInfo {
     pub published_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = form_media)]
 pub struct MediaFile {
     #[serde(skip)]
@@ -319,8 +320,9 @@ pub fn count(conn: &mut Conn<'_>) -> Result<i64, AppError> {
 }
 
 /// The workbook a version was generated from, without its bytes.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = form_sources)]
+#[schema(as = FormSource)]
 pub struct SourceInfo {
     pub filename: Option<String>,
     pub format: String,

@@ -22,7 +22,7 @@ use crate::users::now;
 /// about 1.1 km, enough to place a submission in its commune, not at a house.
 pub const DEFAULT_GEO_DECIMALS: u32 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Protection {
     pub sensitive: bool,
     #[serde(default = "default_geo_decimals")]

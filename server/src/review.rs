@@ -188,7 +188,7 @@ fn apply(
 }
 
 /// What a single review returns.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Reviewed {
     pub instance_id: String,
     pub review_state: &'static str,
@@ -244,7 +244,8 @@ pub fn record_edit(
 }
 
 /// Which submissions a bulk review covers: a list of instanceIDs or a filter.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = BulkReviewFilter)]
 pub struct BulkFilter {
     pub form: Option<String>,
     /// Current review state.
@@ -448,7 +449,7 @@ pub fn review_bulk(
 }
 
 /// One state change in a submission's history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReviewEvent {
     pub from_state: String,
     pub state: String,
@@ -483,7 +484,7 @@ pub fn history(conn: &mut Conn<'_>, submission_id: i64) -> Result<Vec<ReviewEven
         .collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Comment {
     pub id: i64,
     pub author: String,

@@ -464,7 +464,8 @@ fn unused_sqlite_id(conn: &mut Conn<'_>) -> Result<Option<i64>, AppError> {
 }
 
 /// One row of the submission list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = SubmissionSummary)]
 pub struct Summary {
     pub instance_id: String,
     pub form_id: String,
@@ -669,7 +670,8 @@ pub fn summaries(conn: &mut Conn<'_>, ids: &[i64]) -> Result<Vec<Summary>, AppEr
         .collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Geopoint)]
 pub struct GeopointView {
     pub lat: f64,
     pub lon: f64,
@@ -677,7 +679,8 @@ pub struct GeopointView {
     pub accuracy: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Attachment)]
 pub struct AttachmentView {
     pub name: String,
     pub size: Option<i64>,
@@ -686,7 +689,8 @@ pub struct AttachmentView {
     pub complete: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SubmissionVersion)]
 pub struct VersionView {
     pub instance_id: String,
     pub deprecated_id: Option<String>,
@@ -699,7 +703,8 @@ pub struct VersionView {
 }
 
 /// One answer that differs between a version and the one it replaced.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = AnswerChange)]
 pub struct Change {
     /// Field path; inside repeats with the item number, e.g. `members[2]/member_age`.
     pub path: String,
@@ -780,13 +785,15 @@ pub fn diff(before: &serde_json::Value, after: &serde_json::Value) -> Vec<Change
         .collect()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Consent)]
 pub struct ConsentView {
     pub field: String,
     pub value: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SubmissionDetail)]
 pub struct Detail {
     pub instance_id: String,
     pub current_instance_id: String,

@@ -78,7 +78,8 @@ impl User {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     pub username: String,
     pub role: String,

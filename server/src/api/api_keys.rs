@@ -3,11 +3,11 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::DateTime;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::audit::Actor;
-use crate::auth::api_keys::{self, NewKey};
+use crate::auth::api_keys::{self, KeyView, NewKey};
 use crate::auth::ApiUser;
 use crate::error::AppError;
 use crate::scope::KeyScope;
@@ -29,19 +29,38 @@ fn actor(user: &ApiUser) -> Actor {
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiKeys {
+    api_keys: Vec<KeyView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedKey {
+    /// The key itself (`ftk_…`), shown this once: it is stored as a hash.
+    key: String,
+    api_key: KeyView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RevokedKey {
+    api_key: KeyView,
+}
+
 async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let keys = state.db.read(api_keys::list).await?;
-    Ok(HttpResponse::Ok().json(json!({ "api_keys": keys })))
+    Ok(HttpResponse::Ok().json(ApiKeys { api_keys: keys }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(as = NewApiKey)]
+pub(crate) struct CreateBody {
     /// The account the key acts as (usually an `api_client` service account).
     username: String,
     /// What uses the key, e.g. "DHIS2 nightly pull".
     name: String,
+    /// Any of `read_indicators`, `read_submissions`, `read_sensitive`, `export`, `administer`.
     scopes: Vec<String>,
     /// RFC 3339; the key never expires without it.
     expires_at: Option<String>,
@@ -81,7 +100,7 @@ async fn create(
         .write(move |conn| api_keys::create(conn, &actor, &new))
         .await?;
     // The only time the key is shown: it is stored as a hash.
-    Ok(HttpResponse::Created().json(json!({ "key": key, "api_key": view })))
+    Ok(HttpResponse::Created().json(CreatedKey { key, api_key: view }))
 }
 
 async fn revoke(
@@ -96,5 +115,5 @@ async fn revoke(
         .db
         .write(move |conn| api_keys::revoke(conn, &actor, id))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "api_key": view })))
+    Ok(HttpResponse::Ok().json(RevokedKey { api_key: view }))
 }

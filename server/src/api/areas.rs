@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::areas;
 use crate::auth::ApiUser;
@@ -36,6 +36,14 @@ fn parse_on(on: Option<&str>) -> Result<Option<NaiveDate>, AppError> {
     .transpose()
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AreaTree {
+    /// The day the tree is valid on.
+    on: NaiveDate,
+    /// The roots (the province), each with its children.
+    areas: Vec<areas::TreeNode>,
+}
+
 async fn tree(
     _user: ApiUser,
     state: web::Data<AppState>,
@@ -43,7 +51,7 @@ async fn tree(
 ) -> Result<HttpResponse, AppError> {
     let on = parse_on(query.on.as_deref())?.unwrap_or_else(areas::today);
     let roots = state.db.read(move |conn| areas::tree(conn, on)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "on": on, "areas": roots })))
+    Ok(HttpResponse::Ok().json(AreaTree { on, areas: roots }))
 }
 
 async fn detail(

@@ -1,8 +1,8 @@
 //! `GET /api/v1/audit`: the append-only audit log, oldest first, with a cursor.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::audit::{self, Filter};
 use crate::auth::ApiUser;
@@ -26,6 +26,13 @@ struct AuditQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
     limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditPage {
+    entries: Vec<audit::Entry>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<i64>,
 }
 
 async fn list(
@@ -56,5 +63,8 @@ async fn list(
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(AuditPage {
+        entries,
+        next_cursor: next,
+    }))
 }

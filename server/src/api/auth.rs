@@ -4,8 +4,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::audit::Actor;
 use crate::auth::{check_password, client_ip, key_holder, signing, token, ApiUser};
@@ -21,11 +22,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/signing-keys/rotate", web::post().to(rotate));
 }
 
-#[derive(Deserialize)]
+/// A user name and password, or an API key.
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-enum Login {
+pub(crate) enum Login {
     Password { username: String, password: String },
     ApiKey { api_key: String },
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TokenResponse {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds the token is valid for.
+    expires_in: i64,
+    /// The key's scopes, space-separated (tokens exchanged for an API key only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Revoked {
+    pub(super) revoked: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SigningKeys {
+    signing_keys: Vec<signing::KeyInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Rotated {
+    /// The new signing key's id.
+    kid: String,
 }
 
 async fn issue_token(
@@ -75,15 +105,12 @@ async fn issue_token(
         key: key.as_ref().map(|(id, _)| *id),
     };
     let access_token = token::issue(&signing_key, &claims)?;
-    let mut body = json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": ttl,
-    });
-    if let Some((_, scopes)) = key {
-        body["scope"] = json!(KeyScope::join(&scopes));
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: key.map(|(_, scopes)| KeyScope::join(&scopes)),
+    }))
 }
 
 async fn logout(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -92,14 +119,14 @@ async fn logout(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespons
         .db
         .write(move |conn| token::revoke_all(conn, id))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
+    Ok(HttpResponse::Ok().json(Revoked { revoked: true }))
 }
 
 /// The signing keys' ids and dates (never their secrets).
 async fn signing_keys(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     user.require_admin()?;
     let keys = state.db.read(signing::list).await?;
-    Ok(HttpResponse::Ok().json(json!({ "signing_keys": keys })))
+    Ok(HttpResponse::Ok().json(SigningKeys { signing_keys: keys }))
 }
 
 /// A new key signs new tokens; tokens signed with the previous keys stay valid until they
@@ -119,5 +146,5 @@ async fn rotate(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespons
             Ok(kid)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "kid": kid })))
+    Ok(HttpResponse::Ok().json(Rotated { kid }))
 }

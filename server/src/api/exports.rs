@@ -6,7 +6,8 @@ use actix_files::NamedFile;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::access_log::{self, Access};
 use crate::auth::ApiUser;
@@ -125,19 +126,36 @@ async fn direct(
     send_file(&req, file, &spec)
 }
 
-fn view(job: &Job) -> Value {
+/// An export job as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ExportJobView)]
+pub(crate) struct JobView {
+    #[serde(flatten)]
+    job: Job,
+    /// From 0 to 1.
+    progress: f64,
+    /// Where to fetch the file once the job is done; `null` until then.
+    download: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ExportJobs {
+    exports: Vec<JobView>,
+}
+
+fn view(job: Job) -> JobView {
     let progress = match job.total {
         Some(t) if t > 0 => (job.done as f64 / t as f64).min(1.0),
         _ if job.status == jobs::DONE => 1.0,
         _ => 0.0,
     };
-    let mut v = json!(job);
-    v["progress"] = json!(progress);
-    v["download"] = match job.status.as_str() {
-        jobs::DONE => json!(format!("/api/v1/exports/{}/download", job.id)),
-        _ => Value::Null,
-    };
-    v
+    let download =
+        (job.status == jobs::DONE).then(|| format!("/api/v1/exports/{}/download", job.id));
+    JobView {
+        job,
+        progress,
+        download,
+    }
 }
 
 /// Starts an export job.
@@ -176,7 +194,7 @@ async fn create(
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/exports/{}", job.id)))
-        .json(view(&job)))
+        .json(view(job)))
 }
 
 async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -186,7 +204,9 @@ async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse,
         .db
         .read(move |conn| jobs::list(conn, user_id, 100))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "exports": list.iter().map(view).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(ExportJobs {
+        exports: list.into_iter().map(view).collect(),
+    }))
 }
 
 async fn status(
@@ -200,7 +220,7 @@ async fn status(
         .db
         .read(move |conn| jobs::get(conn, &id, user_id))
         .await?;
-    Ok(HttpResponse::Ok().json(view(&job)))
+    Ok(HttpResponse::Ok().json(view(job)))
 }
 
 async fn download(

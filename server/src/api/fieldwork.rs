@@ -2,8 +2,8 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::users::server_url;
 use crate::auth::ApiUser;
@@ -28,9 +28,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-struct Assignment {
+#[derive(Deserialize, ToSchema)]
+#[schema(as = HamletAssignment)]
+pub(crate) struct Assignment {
     hamlet_codes: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Hamlets {
+    hamlet_codes: Vec<String>,
+    /// No hamlet assigned: the collector chooses among every hamlet.
+    all_hamlets: bool,
+    /// The hamlets the collector's phone offers, with their communes today.
+    hamlets: Vec<fieldwork::HamletChoice>,
 }
 
 async fn hamlets_view(state: &AppState, username: String) -> Result<HttpResponse, AppError> {
@@ -44,11 +54,11 @@ async fn hamlets_view(state: &AppState, username: String) -> Result<HttpResponse
             Ok((codes, choices))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "hamlet_codes": codes,
-        "all_hamlets": codes.is_empty(),
-        "hamlets": choices,
-    })))
+    Ok(HttpResponse::Ok().json(Hamlets {
+        all_hamlets: codes.is_empty(),
+        hamlet_codes: codes,
+        hamlets: choices,
+    }))
 }
 
 async fn hamlets(

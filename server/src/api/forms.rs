@@ -161,8 +161,8 @@ async fn upload(
     Ok(response.json(upload.version))
 }
 
-#[derive(Serialize)]
-struct FormSummary {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct FormSummary {
     form_id: String,
     versions: Vec<FormVersionInfo>,
 }
@@ -346,8 +346,10 @@ fn fallback_name(req: &HttpRequest, filename: Option<&str>) -> Option<String> {
     })
 }
 
-#[derive(Serialize)]
-struct GeneratedUpload {
+/// A version stored from an XLSForm workbook.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WorkbookUpload)]
+pub(crate) struct GeneratedUpload {
     #[serde(flatten)]
     version: FormVersionInfo,
     source: Option<SourceInfo>,
@@ -496,8 +498,10 @@ async fn download_xform(
         .body(xml))
 }
 
-#[derive(Serialize)]
-struct Preview {
+/// A workbook's conversion, nothing stored.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ConversionPreview)]
+pub(crate) struct Preview {
     form_id: String,
     version: String,
     version_derived: bool,

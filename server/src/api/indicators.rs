@@ -6,19 +6,21 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::areas::Level;
 use crate::auth::ApiUser;
 use crate::error::AppError;
-use crate::indicators::closing;
+use crate::indicators::closing::{self, ClosedPeriod};
 use crate::indicators::contribution::Basis;
+use crate::indicators::definition::Indicator;
 use crate::indicators::period::Period;
 use crate::indicators::query::{self, BehindRequest, ValuesRequest};
 use crate::indicators::registry::MapKind;
 use crate::indicators::report;
-use crate::indicators::targets::{self, BaselineInput, TargetInput};
+use crate::indicators::targets::{self, BaselineInput, BaselineView, TargetInput, TargetView};
 use crate::scope::Capability;
 use crate::state::AppState;
 
@@ -53,6 +55,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(behind),
         )
         .route("/reports/project8.xlsx", web::get().to(report_workbook));
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct IndicatorDefinitions {
+    indicators: Vec<Indicator>,
+    /// The periods a year's values can be broken down by.
+    breakdowns: Vec<&'static str>,
+    /// Cells of sensitive measures below this are suppressed.
+    suppressed_below: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Targets {
+    targets: Vec<TargetView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Baselines {
+    baselines: Vec<BaselineView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Imported {
+    /// Rows imported.
+    imported: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClosedPeriods {
+    closed_periods: Vec<ClosedPeriod>,
 }
 
 #[derive(Deserialize)]
@@ -106,11 +138,11 @@ async fn report_workbook(
 async fn definitions(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     user.require(Capability::ReadIndicators)?;
     let defs = state.indicators.definitions();
-    Ok(HttpResponse::Ok().json(json!({
-        "indicators": defs.indicators,
-        "breakdowns": ["month", "quarter"],
-        "suppressed_below": query::SUPPRESS_BELOW,
-    })))
+    Ok(HttpResponse::Ok().json(IndicatorDefinitions {
+        indicators: defs.indicators.clone(),
+        breakdowns: vec!["month", "quarter"],
+        suppressed_below: query::SUPPRESS_BELOW,
+    }))
 }
 
 fn parse_basis(s: Option<&str>) -> Result<Basis, AppError> {
@@ -271,7 +303,7 @@ async fn list_targets(
             targets::list_targets(conn, &index, year)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "targets": rows })))
+    Ok(HttpResponse::Ok().json(Targets { targets: rows }))
 }
 
 async fn list_baselines(
@@ -289,7 +321,7 @@ async fn list_baselines(
             targets::list_baselines(conn, &index, year)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "baselines": rows })))
+    Ok(HttpResponse::Ok().json(Baselines { baselines: rows }))
 }
 
 /// Rows from a CSV body (`Content-Type: text/csv`) or JSON: a list, or `{"<key>": [...]}`.
@@ -348,7 +380,7 @@ async fn import_targets(
             targets::import_targets(conn, indicators.definitions(), &index, &rows)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "imported": n })))
+    Ok(HttpResponse::Ok().json(Imported { imported: n }))
 }
 
 async fn import_baselines(
@@ -367,13 +399,15 @@ async fn import_baselines(
             targets::import_baselines(conn, indicators.definitions(), &index, &rows)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "imported": n })))
+    Ok(HttpResponse::Ok().json(Imported { imported: n }))
 }
 
 async fn periods(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     user.require(Capability::ReadIndicators)?;
     let list = state.db.read(closing::list).await?;
-    Ok(HttpResponse::Ok().json(json!({ "closed_periods": list })))
+    Ok(HttpResponse::Ok().json(ClosedPeriods {
+        closed_periods: list,
+    }))
 }
 
 async fn period_detail(
@@ -390,9 +424,11 @@ async fn period_detail(
     Ok(HttpResponse::Ok().json(detail))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CloseBody {
+#[schema(as = ClosePeriod)]
+pub(crate) struct CloseBody {
+    /// Why or how the period was closed; the body may be left empty.
     note: Option<String>,
 }
 

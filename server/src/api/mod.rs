@@ -1,16 +1,16 @@
 //! The REST API under `/api/v1`: JSON in and out, bearer access tokens.
 
-mod api_keys;
-mod areas;
-mod audit;
-mod auth;
-mod exports;
-mod fieldwork;
-mod forms;
-mod indicators;
-mod push;
+pub(crate) mod api_keys;
+pub(crate) mod areas;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod exports;
+pub(crate) mod fieldwork;
+pub(crate) mod forms;
+pub(crate) mod indicators;
+pub(crate) mod push;
 pub(crate) mod submissions;
-mod users;
+pub(crate) mod users;
 
 use actix_web::web;
 

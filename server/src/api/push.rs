@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::indicators::import_rows;
 use crate::audit::{self, Actor};
@@ -327,6 +328,13 @@ struct DeliveryQuery {
     cursor: Option<i64>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Deliveries {
+    deliveries: Vec<outbox::Delivery>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
 async fn list_deliveries(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -355,7 +363,10 @@ async fn list_deliveries(
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|d| d.id.to_string()))
         .flatten();
-    Ok(HttpResponse::Ok().json(json!({ "deliveries": rows, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(Deliveries {
+        deliveries: rows,
+        next_cursor: next,
+    }))
 }
 
 async fn get_delivery(

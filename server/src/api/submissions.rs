@@ -6,8 +6,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::access_log::{self, Access};
 use crate::auth::ApiUser;
@@ -69,6 +69,67 @@ struct ListQuery {
     limit: Option<i64>,
     /// Incremental pull: the changes after this cursor (empty: from the beginning).
     updated_since: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubmissionList {
+    submissions: Vec<submissions::Summary>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// A page of the change feed (`?updated_since=`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChangeFeed {
+    changes: Vec<changes::Change>,
+    /// Pass as `updated_since` next time: after the last change returned, or the cursor given
+    /// when there is nothing new yet.
+    next_cursor: String,
+    /// Whether more changes are ready now (the page was full).
+    more: bool,
+}
+
+/// A submission with its review state and history.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubmissionView {
+    #[serde(flatten)]
+    detail: submissions::Detail,
+    /// The latest review; `null` if never reviewed.
+    review: Option<review::ReviewEvent>,
+    reviews: Vec<review::ReviewEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Deletion {
+    deleted: deletion::Deleted,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SensitiveValues {
+    /// The version the values belong to.
+    instance_id: String,
+    /// Field path → value.
+    #[schema(value_type = Object)]
+    values: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AccessLogPage {
+    entries: Vec<access_log::Entry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BulkReviewed {
+    /// Submissions the selection covers whose state differs from the decision.
+    count: i64,
+    dry_run: bool,
+    /// Whether anything was changed (false for a dry run).
+    applied: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Comments {
+    comments: Vec<review::Comment>,
 }
 
 fn encode_cursor(id: i64) -> String {
@@ -143,11 +204,11 @@ async fn list(
                 changes::feed(conn, &scope.visibility(), after, limit)
             })
             .await?;
-        return Ok(HttpResponse::Ok().json(json!({
-            "changes": page.changes,
-            "next_cursor": page.next_cursor.encode(),
-            "more": page.more,
-        })));
+        return Ok(HttpResponse::Ok().json(ChangeFeed {
+            changes: page.changes,
+            next_cursor: page.next_cursor.encode(),
+            more: page.more,
+        }));
     }
     let received_since = q.since.as_deref().map(parse_since).transpose()?;
     let cursor_id = q.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -172,7 +233,10 @@ async fn list(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({ "submissions": rows, "next_cursor": next })))
+    Ok(HttpResponse::Ok().json(SubmissionList {
+        submissions: rows,
+        next_cursor: next,
+    }))
 }
 
 /// The submission's row id if the scope may read it; 404 otherwise.
@@ -201,11 +265,11 @@ async fn detail(
             Ok((submissions::detail(conn, &id)?, review::history(conn, sid)?))
         })
         .await?;
-    let mut body = serde_json::to_value(&d)
-        .map_err(|e| AppError::internal(format!("cannot encode submission: {e}")))?;
-    body["review"] = json!(reviews.last());
-    body["reviews"] = json!(reviews);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(SubmissionView {
+        detail: d,
+        review: reviews.last().cloned(),
+        reviews,
+    }))
 }
 
 /// Deletes a submission with all its versions and files (administrators); the deletion is
@@ -231,7 +295,7 @@ async fn delete(
         // The rows are gone; a file left behind is found by `fieldtally fsck --repair`.
         tracing::warn!(error = %e, "files of a deleted submission were not removed");
     }
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    Ok(HttpResponse::Ok().json(Deletion { deleted }))
 }
 
 #[derive(Deserialize)]
@@ -336,7 +400,10 @@ async fn sensitive_values(
         .db
         .write(move |conn| access_log::record(conn, &access, crate::users::now()))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "instance_id": version_id, "values": values })))
+    Ok(HttpResponse::Ok().json(SensitiveValues {
+        instance_id: version_id,
+        values,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -366,7 +433,7 @@ async fn access_log_list(
         .db
         .read(move |conn| access_log::list(conn, after, limit))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+    Ok(HttpResponse::Ok().json(AccessLogPage { entries }))
 }
 
 #[derive(Deserialize)]
@@ -460,8 +527,10 @@ pub(crate) async fn send_attachment(
     }
 }
 
-#[derive(Deserialize)]
-struct ReviewBody {
+#[derive(Deserialize, ToSchema)]
+#[schema(as = ReviewDecision)]
+pub(crate) struct ReviewBody {
+    /// `approved`, `rejected` or `has_issues` (the last two need a comment).
     state: String,
     comment: Option<String>,
 }
@@ -487,9 +556,11 @@ async fn review_one(
     Ok(HttpResponse::Ok().json(done))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkBody {
+#[schema(as = BulkReview)]
+pub(crate) struct BulkBody {
+    /// `approved`, `rejected` or `has_issues` (the last two need a comment).
     state: String,
     comment: Option<String>,
     /// instanceIDs to review.
@@ -556,11 +627,11 @@ async fn review_bulk(
             })
             .await?
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "count": outcome.count,
-        "dry_run": dry_run,
-        "applied": outcome.applied,
-    })))
+    Ok(HttpResponse::Ok().json(BulkReviewed {
+        count: outcome.count,
+        dry_run,
+        applied: outcome.applied,
+    }))
 }
 
 async fn comments(
@@ -576,11 +647,13 @@ async fn comments(
             review::comments(conn, &scope, &id)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "comments": list })))
+    Ok(HttpResponse::Ok().json(Comments { comments: list }))
 }
 
-#[derive(Deserialize)]
-struct CommentBody {
+#[derive(Deserialize, ToSchema)]
+#[schema(as = NewComment)]
+pub(crate) struct CommentBody {
+    /// The comment (also accepted as `comment`).
     #[serde(alias = "comment")]
     body: String,
 }

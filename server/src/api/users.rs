@@ -1,8 +1,9 @@
 //! User administration: create users, issue and revoke app keys, assign forms.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::audit::{self, Actor};
 use crate::auth::ApiUser;
@@ -37,11 +38,49 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-struct CreateUser {
+#[derive(Deserialize, ToSchema)]
+#[schema(as = NewUser)]
+pub(crate) struct CreateUser {
     username: String,
     password: String,
+    /// `admin`, `province_officer`, `supervisor`, `collector` or `api_client`.
     role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AppKey {
+    key: String,
+    /// The server URL to give ODK Collect: it carries the key.
+    server_url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RevokedAppKeys {
+    /// How many app keys were revoked.
+    revoked: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AssignedForms {
+    /// `null` when the collector may fill every open form.
+    form_ids: Option<Vec<String>>,
+    all_open_forms: bool,
+}
+
+impl AssignedForms {
+    fn of(form_ids: Option<Vec<String>>) -> Self {
+        let all_open_forms = form_ids.is_none();
+        AssignedForms {
+            form_ids,
+            all_open_forms,
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(crate) struct Areas {
+    /// Commune codes (or district codes before July 2025).
+    area_codes: Vec<String>,
 }
 
 async fn create(
@@ -101,10 +140,8 @@ async fn create_app_key(
             Ok(key)
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({
-        "key": key,
-        "server_url": server_url(&req, &state, &key),
-    })))
+    let server_url = server_url(&req, &state, &key);
+    Ok(HttpResponse::Created().json(AppKey { key, server_url }))
 }
 
 async fn revoke_app_key(
@@ -130,7 +167,7 @@ async fn revoke_app_key(
             Ok(revoked)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
+    Ok(HttpResponse::Ok().json(RevokedAppKeys { revoked }))
 }
 
 /// Revokes every access token of the user, on every instance, at once.
@@ -148,11 +185,12 @@ async fn revoke_tokens(
             crate::auth::token::revoke_all(conn, target.id)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
+    Ok(HttpResponse::Ok().json(super::auth::Revoked { revoked: true }))
 }
 
-#[derive(Deserialize)]
-struct Assignment {
+#[derive(Deserialize, ToSchema)]
+#[schema(as = FormAssignment)]
+pub(crate) struct Assignment {
     form_ids: Vec<String>,
 }
 
@@ -181,8 +219,7 @@ async fn assign_forms(
             users::assigned_forms(conn, target.id)
         })
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "form_ids": assigned, "all_open_forms": assigned.is_none() })))
+    Ok(HttpResponse::Ok().json(AssignedForms::of(assigned)))
 }
 
 async fn assigned_forms(
@@ -199,8 +236,7 @@ async fn assigned_forms(
             users::assigned_forms(conn, target.id)
         })
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "form_ids": assigned, "all_open_forms": assigned.is_none() })))
+    Ok(HttpResponse::Ok().json(AssignedForms::of(assigned)))
 }
 
 fn actor(user: &ApiUser) -> Actor {
@@ -208,11 +244,6 @@ fn actor(user: &ApiUser) -> Actor {
         id: user.id,
         username: user.username.clone(),
     }
-}
-
-#[derive(Deserialize)]
-struct Areas {
-    area_codes: Vec<String>,
 }
 
 /// Sets the areas (commune codes, or district codes before July 2025) a supervisor covers.
@@ -242,7 +273,7 @@ async fn set_areas(
             Ok(areas)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "area_codes": areas })))
+    Ok(HttpResponse::Ok().json(Areas { area_codes: areas }))
 }
 
 async fn areas(
@@ -259,5 +290,5 @@ async fn areas(
             users::areas(conn, target.id)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "area_codes": areas })))
+    Ok(HttpResponse::Ok().json(Areas { area_codes: areas }))
 }

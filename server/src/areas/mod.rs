@@ -35,8 +35,9 @@ pub fn today() -> NaiveDate {
     local_date(Utc::now().naive_utc())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AreaLevel)]
 pub enum Level {
     Province,
     District,
@@ -219,14 +220,15 @@ pub fn count(conn: &mut Conn<'_>) -> Result<i64, AppError> {
     Ok(on_conn!(conn, c => areas::table.count().get_result(c))?)
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct LatLon {
     pub lat: f64,
     pub lon: f64,
 }
 
 /// An area version as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Area)]
 pub struct AreaView {
     pub code: String,
     pub name: String,
@@ -267,10 +269,12 @@ fn views(list: &[Area]) -> Vec<AreaView> {
     list.iter().map(AreaView::from).collect()
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AreaTreeNode)]
 pub struct TreeNode {
     #[serde(flatten)]
     pub area: AreaView,
+    #[schema(no_recursion)]
     pub children: Vec<TreeNode>,
 }
 
@@ -310,7 +314,8 @@ pub fn tree(conn: &mut Conn<'_>, date: NaiveDate) -> Result<Vec<TreeNode>, AppEr
 }
 
 /// An area version with its neighbours in the hierarchy and in time.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AreaDetail)]
 pub struct Detail {
     #[serde(flatten)]
     pub area: AreaView,

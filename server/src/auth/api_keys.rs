@@ -27,7 +27,8 @@ fn hash(key: &str) -> String {
 }
 
 /// A key as an administrator sees it: never the key itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
 pub struct KeyView {
     pub id: i64,
     pub name: String,

@@ -32,8 +32,9 @@ impl std::fmt::Debug for SigningKey {
 }
 
 /// A signing key as an administrator sees it: never the secret.
-#[derive(Debug, Serialize, Queryable, Selectable)]
+#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = token_signing_keys)]
+#[schema(as = SigningKey)]
 pub struct KeyInfo {
     pub kid: String,
     pub created_at: NaiveDateTime,

@@ -38,8 +38,9 @@ pub struct Settings {
     pub keep: chrono::Duration,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = export_jobs)]
+#[schema(as = ExportJob)]
 pub struct Job {
     pub id: String,
     #[serde(skip)]

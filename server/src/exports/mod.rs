@@ -74,8 +74,9 @@ impl Format {
 }
 
 /// The parameters of an export as a client sends them (query string or JSON body).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ExportParams)]
 pub struct Params {
     /// The form id (in a job's body; the direct export has it in its path).
     pub form: Option<String>,

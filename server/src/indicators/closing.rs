@@ -58,7 +58,7 @@ pub fn definitions_of(row: &PeriodRow) -> Result<Definitions, AppError> {
     Definitions::parse(&files)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClosedPeriod {
     pub period: String,
     pub closed_at: NaiveDateTime,
@@ -183,7 +183,8 @@ pub fn close(
 }
 
 /// One changed figure of a closed period, at the top of the area tree.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = RevisionChange)]
 pub struct Change {
     pub indicator: String,
     pub measure: String,
@@ -405,7 +406,8 @@ pub fn record_rebuild(
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Revision)]
 pub struct RevisionView {
     pub at: NaiveDateTime,
     pub reason: String,
@@ -415,7 +417,8 @@ pub struct RevisionView {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ClosedPeriodDetail)]
 pub struct PeriodDetail {
     #[serde(flatten)]
     pub period: ClosedPeriod,

@@ -40,22 +40,25 @@ const RESERVED: [&str; 19] = [
     "snapshot",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Wording)]
 pub struct Text {
     pub vi: String,
     pub en: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = IndicatorStatus)]
 pub enum Status {
     Confirmed,
     Working,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = MeasureKind)]
 pub enum Kind {
     /// One per submission, or per matching repeat row.
     Count,
@@ -65,8 +68,9 @@ pub enum Kind {
     Distinct,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ConditionOp)]
 pub enum Op {
     Eq,
     Ne,
@@ -79,8 +83,9 @@ pub enum Op {
     NotEmpty,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = ConditionValue)]
 pub enum CondValue {
     Number(f64),
     Text(String),
@@ -89,7 +94,7 @@ pub enum CondValue {
 
 /// A filter on an answer. Every operator but `not_empty` is false when the answer is empty: an
 /// unanswered question never qualifies a submission.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub field: String,
@@ -98,21 +103,22 @@ pub struct Condition {
     pub value: Option<CondValue>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ValueSplit)]
 pub struct Split {
     pub dim: String,
     /// Dimension value → the field that holds the figure for it.
     pub fields: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRef {
     pub field: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgeBands {
     pub birth_year: String,
@@ -120,7 +126,7 @@ pub struct AgeBands {
     pub bands: Vec<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum DimSource {
     Field(FieldRef),
@@ -183,21 +189,23 @@ struct MeasureFile {
 }
 
 /// What a fact's value is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ValueSource)]
 pub enum ValueSpec {
     One,
     Field(String),
     Split(Split),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub enum KeySource {
     Beneficiary,
     Field(String),
 }
 
 /// One measure, checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = IndicatorMeasure)]
 pub struct Measure {
     /// `P8-04/people_reached`: how the measure is stored.
     pub id: String,
@@ -227,7 +235,8 @@ pub struct Measure {
     pub fingerprint: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = IndicatorDefinition)]
 pub struct Indicator {
     pub code: String,
     pub status: Status,

@@ -48,7 +48,7 @@ pub struct ValuesRequest {
     pub snapshot: Option<Period>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ValueRow {
     pub indicator: String,
     pub measure: String,
@@ -69,7 +69,7 @@ pub struct ValueRow {
     pub suppressed: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ValuesTable {
     pub period: String,
     pub area: Option<String>,
@@ -606,7 +606,7 @@ pub struct BehindRequest {
     pub after: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BehindRow {
     pub instance_id: String,
     pub form_id: String,
@@ -627,7 +627,8 @@ pub struct BehindRow {
     pub submission_id: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BehindValue)]
 pub struct Behind {
     pub indicator: String,
     pub measure: String,

@@ -15,8 +15,9 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TargetImportRow)]
 pub struct TargetInput {
     pub indicator: String,
     /// The indicator's first measure when left out.
@@ -30,8 +31,9 @@ pub struct TargetInput {
     pub on: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BaselineImportRow)]
 pub struct BaselineInput {
     pub baseline: String,
     pub area: String,
@@ -253,7 +255,8 @@ pub fn baselines_for(
     Ok(rows.into_iter().map(|(b, a, v)| ((b, a), v)).collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Target)]
 pub struct TargetView {
     pub indicator: String,
     pub measure: String,
@@ -263,7 +266,8 @@ pub struct TargetView {
     pub target: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Baseline)]
 pub struct BaselineView {
     pub baseline: String,
     pub area: String,

@@ -94,8 +94,9 @@ impl PeriodType {
 
 /// One indicator measure (and optionally one disaggregation of it) and the DHIS2 ids its value
 /// goes to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DataElementMapping)]
 pub struct ElementMap {
     pub indicator: String,
     /// The measure's name; may be left out when the indicator has one measure.
@@ -112,8 +113,9 @@ pub struct ElementMap {
 }
 
 /// An area code and the DHIS2 organisation unit it is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OrgUnitMapping)]
 pub struct OrgUnitMap {
     pub area: String,
     pub org_unit: String,
@@ -171,8 +173,9 @@ pub enum Credentials {
 
 /// A target as the API receives it: create (every field) or replace (secrets may be left out
 /// to keep the stored ones).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PushTargetInput)]
 pub struct TargetInput {
     pub name: Option<String>,
     pub kind: Option<String>,

@@ -298,7 +298,7 @@ pub fn retry(conn: &mut Conn<'_>, id: i64) -> Result<Delivery, AppError> {
 
 /// A delivery as `GET /api/v1/deliveries` shows it (the payload is not shown: fetch it from
 /// the values API or the submission).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub target_id: i64,
