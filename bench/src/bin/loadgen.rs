@@ -110,9 +110,43 @@ fn fresh_postgres(base: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// The shipped registry stops at communes; the submissions name the demo hamlets, which must be
+/// known for them to count in the indicators, as a province's own hamlets would.
+fn import_demo_hamlets(
+    bin: &std::path::Path,
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let hamlets =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sonla/demo-hamlets.csv");
+    let mut cmd = Command::new(bin);
+    cmd.args(["areas", "import"])
+        .arg(&hamlets)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("FIELDTALLY_LOG", "warn");
+    if let Some(url) = database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let out = cmd.output().context("cannot run fieldtally areas import")?;
+    if !out.status.success() {
+        bail!(
+            "importing the demo hamlets failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 fn start_server(args: &Args) -> anyhow::Result<(Started, String, u32, Duration)> {
     let dir = tempfile::tempdir()?;
     let bin = args.server_bin.clone().unwrap_or_else(default_server_bin);
+    let database_url = args
+        .database_url
+        .as_deref()
+        .map(fresh_postgres)
+        .transpose()?;
+    import_demo_hamlets(&bin, dir.path(), database_url.as_deref())?;
     let mut cmd = Command::new(&bin);
     cmd.arg("serve")
         .arg("--data-dir")
@@ -125,8 +159,8 @@ fn start_server(args: &Args) -> anyhow::Result<(Started, String, u32, Duration)>
     if let Some(w) = args.workers {
         cmd.args(["--workers", &w.to_string()]);
     }
-    if let Some(base) = &args.database_url {
-        cmd.arg("--database-url").arg(fresh_postgres(base)?);
+    if let Some(url) = &database_url {
+        cmd.arg("--database-url").arg(url);
     }
     let started_at = Instant::now();
     let mut child = cmd

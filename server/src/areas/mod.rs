@@ -208,6 +208,21 @@ pub fn valid_on(conn: &mut Conn<'_>, date: NaiveDate) -> Result<Vec<Area>, AppEr
         .load(c))?)
 }
 
+/// The versions of one level that are valid on `date`.
+pub fn valid_at_level_on(
+    conn: &mut Conn<'_>,
+    level: Level,
+    date: NaiveDate,
+) -> Result<Vec<Area>, AppError> {
+    Ok(on_conn!(conn, c => areas::table
+        .filter(areas::level.eq(level.as_str()))
+        .filter(areas::valid_from.is_null().or(areas::valid_from.le(date)))
+        .filter(areas::valid_to.is_null().or(areas::valid_to.ge(date)))
+        .select(Area::as_select())
+        .order((areas::code, areas::id))
+        .load(c))?)
+}
+
 /// The stored GeoJSON geometry of a version.
 pub fn geometry_text(conn: &mut Conn<'_>, id: i64) -> Result<Option<String>, AppError> {
     Ok(on_conn!(conn, c => areas::table
