@@ -321,3 +321,68 @@ impl Db {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+
+    #[derive(QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    #[derive(QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = Text)]
+        compile_options: String,
+    }
+
+    fn pragma(c: &mut SqliteConnection, name: &str) -> i64 {
+        diesel::sql_query(format!("SELECT {name} AS n FROM pragma_{name}"))
+            .get_result::<Number>(c)
+            .map(|r| r.n)
+            .unwrap_or_else(|e| panic!("PRAGMA {name}: {e}"))
+    }
+
+    /// Without the planner stability guarantee (`.cargo/config.toml`), every statement with a
+    /// `LIMIT ?` is compiled again each time it runs.
+    #[test]
+    fn sqlite_is_built_with_the_planner_stability_guarantee() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        let (_, mut conn) = connect(&url).expect("connect");
+        let DbConn::Sqlite(c) = &mut conn else {
+            panic!("not SQLite")
+        };
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(c)
+            .expect("compile options")
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "ENABLE_QPSG"),
+            "compile options: {options:?}"
+        );
+    }
+
+    #[test]
+    fn the_writer_has_a_large_page_cache_and_readers_a_smaller_one_both_with_memory_temp_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        let (manager, mut writer) = connect(&url).expect("connect");
+        let mut reader = manager.open().expect("reader");
+        let (DbConn::Sqlite(w), DbConn::Sqlite(r)) = (&mut writer, &mut reader) else {
+            panic!("not SQLite")
+        };
+        assert_eq!(pragma(w, "cache_size"), -i64::from(WRITER_CACHE_KIB));
+        assert_eq!(pragma(r, "cache_size"), -i64::from(READER_CACHE_KIB));
+        // 2 = MEMORY
+        assert_eq!(pragma(w, "temp_store"), 2);
+        assert_eq!(pragma(r, "temp_store"), 2);
+        assert_eq!(pragma(w, "synchronous"), 2, "FULL: every commit durable");
+    }
+}
