@@ -124,8 +124,9 @@ pub fn parse_url(url: &str) -> Result<(Backend, String), AppError> {
     }
 }
 
-/// SQLite page cache of a pooled read connection, in KiB.
-const READER_CACHE_KIB: u32 = 8 * 1024;
+/// SQLite page cache of a pooled read connection, in KiB: SQLite's default, since eight of them
+/// count in the server's memory and the operating system caches the file for them anyway.
+const READER_CACHE_KIB: u32 = 2 * 1024;
 
 /// SQLite page cache of the writer connection, in KiB. Every submission updates indicator cells
 /// all over their table; with SQLite's default 2 MiB the writer spilled pages to the WAL in the
