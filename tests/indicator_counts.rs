@@ -2,8 +2,9 @@
 //! hand-written scenario per indicator with its numbers spelled out, the counting rules
 //! (periods, versions, review states, distinct keys, maps), closed periods and revisions,
 //! rebuilds after a changed definition or area registry, and a proptest: random streams of
-//! submissions, duplicates, edits (also before their original), review changes and rejections
-//! give maintained figures equal to a full recompute and to a naive oracle.
+//! submissions, duplicates, edits (also before their original), review changes and rejections,
+//! stored one by one or in batches refreshed together as the writer does, give maintained
+//! figures equal to a full recompute and to a naive oracle.
 //!
 //! Runs on SQLite, or on PostgreSQL with FIELDTALLY_TEST_POSTGRES.
 
@@ -1686,11 +1687,13 @@ fn spec() -> impl Strategy<Value = SubSpec> {
         })
 }
 
-/// Submissions, review changes (at, submission, state) and re-posts (at, submission, as edit).
+/// Submissions, review changes (at, submission, state), re-posts (at, submission, as edit),
+/// and how many consecutive posts the writer stores in one batch.
 type Stream = (
     Vec<SubSpec>,
     Vec<(u16, usize, usize)>,
     Vec<(u16, usize, bool)>,
+    usize,
 );
 
 fn stream() -> impl Strategy<Value = Stream> {
@@ -1698,15 +1701,11 @@ fn stream() -> impl Strategy<Value = Stream> {
         proptest::collection::vec(spec(), 1..10),
         proptest::collection::vec((any::<u16>(), 0usize..10, 0usize..STATES.len()), 0..8),
         proptest::collection::vec((any::<u16>(), 0usize..10, any::<bool>()), 0..4),
+        1usize..5,
     )
 }
 
-fn play(
-    lab: &mut Lab,
-    subs: &[SubSpec],
-    reviews: &[(u16, usize, usize)],
-    dups: &[(u16, usize, bool)],
-) -> Vec<(Version, Option<Version>)> {
+fn play(lab: &mut Lab, (subs, reviews, dups, batch): &Stream) -> Vec<(Version, Option<Version>)> {
     let versions: Vec<(Version, Option<Version>)> = subs
         .iter()
         .map(|s| {
@@ -1759,6 +1758,17 @@ fn play(
     }
     events.sort_by_key(|(at, n, _)| (*at, *n));
     let mut posted: Vec<Option<String>> = vec![None; subs.len()];
+    // Consecutive posts go in batches of `batch`, stored together with one grouped refresh
+    // (or one by one through `submit`, for batches of one), as the writer does.
+    let mut pending: Vec<Version> = Vec::new();
+    let flush = |lab: &mut Lab, pending: &mut Vec<Version>| match pending.len() {
+        0 => {}
+        1 => {
+            lab.submit(&pending[0]);
+            pending.clear();
+        }
+        _ => lab.submit_together(&std::mem::take(pending)),
+    };
     for (_, _, e) in events {
         match e {
             Event::Post { sub, edit } => {
@@ -1767,16 +1777,21 @@ fn play(
                 } else {
                     versions[sub].0.clone()
                 };
-                lab.submit(&v);
                 posted[sub] = Some(v.instance_id.clone());
+                pending.push(v);
+                if pending.len() >= *batch {
+                    flush(lab, &mut pending);
+                }
             }
             Event::Review { sub, state } => {
+                flush(lab, &mut pending);
                 if let Some(instance) = &posted[sub] {
                     lab.review(instance, STATES[state]);
                 }
             }
         }
     }
+    flush(lab, &mut pending);
     versions
 }
 
@@ -1924,10 +1939,10 @@ fn incremental_figures_equal_a_full_recompute_and_a_naive_oracle() {
         ..Default::default()
     });
     runner
-        .run(&stream(), |(subs, reviews, dups)| {
+        .run(&stream(), |stream| {
             let mut lab = lab.borrow_mut();
             lab.clear();
-            let versions = play(&mut lab, &subs, &reviews, &dups);
+            let versions = play(&mut lab, &stream);
             let (final_subs, areas) = final_state(&mut lab);
             // Every logical submission is one stored submission whose current version is its
             // edit when the edit arrived.

@@ -97,6 +97,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         data_keys,
         metrics: Default::default(),
         geometry_cache: Default::default(),
+        refresher: indicators::refresher(indicators.clone()),
         indicators,
         signing_keys: Default::default(),
     })

@@ -8,7 +8,7 @@ use crate::auth::signing::KeyCache;
 use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::crypto::DataKeys;
-use crate::db::Db;
+use crate::db::{Db, Refresher};
 use crate::indicators::Indicators;
 use crate::metrics::Metrics;
 use crate::openrosa::FormCache;
@@ -27,6 +27,9 @@ pub struct AppState {
     pub geometry_cache: GeometryCache,
     /// The indicator definitions in use and the area registry they place submissions in.
     pub indicators: Arc<Indicators>,
+    /// Refreshes the figures of the submissions a batch of writes stored (one for the server,
+    /// so that the writer can group them).
+    pub refresher: Refresher,
     /// Access token verification keys by `kid` (see `auth::signing`).
     pub signing_keys: KeyCache,
 }

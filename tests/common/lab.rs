@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use fieldtally::areas::import::{self, FileKind};
-use fieldtally::db::{self, Conn, DbConn};
+use fieldtally::db::{self, Conn, DbConn, Refresh};
 use fieldtally::error::AppError;
 use fieldtally::indicators::contribution::Basis;
 use fieldtally::indicators::period::Period;
@@ -264,6 +264,29 @@ impl Lab {
 
     pub fn submit(&mut self, v: &Version) -> Stored {
         self.post(v).expect("stored")
+    }
+
+    /// Stores versions in one transaction and refreshes their figures together at its end, as
+    /// the server's writer does with the submissions of one batch.
+    pub fn submit_together(&mut self, vs: &[Version]) {
+        let incoming: Vec<Incoming> = vs.iter().map(|v| self.incoming(v)).collect();
+        let ind = std::mem::replace(&mut self.indicators, Indicators::new(Default::default()));
+        let collector = self.collector;
+        self.tx(|c| {
+            let mut refreshes = Vec::new();
+            for inc in &incoming {
+                let stored = submissions::store(c, inc)?;
+                if stored.outcome != submissions::Outcome::Duplicate {
+                    refreshes.push(Refresh {
+                        submission_id: stored.submission_id,
+                        by: Some(collector),
+                    });
+                }
+            }
+            indicators::refresh_submissions(c, &ind, &refreshes)
+        })
+        .expect("stored together");
+        self.indicators = ind;
     }
 
     /// A new submission of `form` in `hamlet` on `date`.

@@ -17,7 +17,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::AppError;
-pub use writer::{Writer, WriterStats};
+pub use writer::{Refresh, Refresher, Writer, WriterStats};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -299,6 +299,17 @@ impl Db {
         T: Send + 'static,
     {
         self.writer.run(f).await
+    }
+
+    /// Like [`Db::write`], for a write that may name a submission whose figures `refresher`
+    /// brings up to date, together with those of the other writes of its batch, before the
+    /// transaction commits.
+    pub async fn write_refreshing<T, F>(&self, refresher: Refresher, f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.run_refreshing(refresher, f).await
     }
 
     pub fn writer_stats(&self) -> &WriterStats {

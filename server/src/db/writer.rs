@@ -8,6 +8,11 @@
 //! write fails, the whole transaction is rolled back and the batch runs again with a savepoint
 //! per write, so that the failing write alone is undone. Writes are therefore closures that can
 //! run more than once; only the run that is committed counts.
+//!
+//! A write may leave a [`Refresh`] of derived figures for later: the refreshes of consecutive
+//! writes are done together, once, still inside the transaction and before any other write of
+//! the batch runs or the batch commits. Most submissions of a batch change the same district
+//! and province figures, so one refresh for all of them writes each figure once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,11 +26,54 @@ use crate::error::AppError;
 /// How many writes share one transaction at most.
 const MAX_BATCH: usize = 256;
 
+/// A submission whose derived figures a write changed and must be brought up to date before
+/// the transaction commits; `by` is the user who made the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    pub submission_id: i64,
+    pub by: Option<i64>,
+}
+
+/// Brings the figures of some submissions up to date, inside the open transaction.
+pub type Refresher = Arc<dyn Fn(&mut Conn<'_>, &[Refresh]) -> Result<(), AppError> + Send + Sync>;
+
+/// Refreshes left by the writes run so far and not yet done.
+#[derive(Default)]
+struct Deferred {
+    refresher: Option<Refresher>,
+    pending: Vec<Refresh>,
+}
+
+impl Deferred {
+    fn add(&mut self, refresher: &Refresher, refresh: Refresh) {
+        self.refresher = Some(refresher.clone());
+        self.pending.push(refresh);
+    }
+
+    /// Does the pending refreshes; `Err` spoils the transaction.
+    fn flush(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed> {
+        let pending = std::mem::take(&mut self.pending);
+        match self.refresher.take() {
+            Some(refresher) if !pending.is_empty() => refresher(conn, &pending).map_err(|e| {
+                tracing::warn!(error = %e, submissions = pending.len(), "grouped refresh failed");
+                JobFailed
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 trait Job: Send {
-    /// Applies the write directly in the open transaction; `Err` means the transaction is
-    /// spoiled and the batch must be run again with savepoints.
-    fn apply_plain(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed>;
-    /// Applies the write under its own savepoint; `Err` means the savepoint was rolled back.
+    /// Applies the write directly in the open transaction, leaving its refresh in `deferred`
+    /// (whose earlier refreshes it first does, if it is not a refreshing write); `Err` means
+    /// the transaction is spoiled and the batch must be run again with savepoints.
+    fn apply_plain(
+        &mut self,
+        conn: &mut Conn<'_>,
+        deferred: &mut Deferred,
+    ) -> Result<(), JobFailed>;
+    /// Applies the write and its refresh under its own savepoint; `Err` means the savepoint was
+    /// rolled back.
     fn apply(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed>;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, committed: Result<(), String>);
@@ -42,17 +90,30 @@ impl From<diesel::result::Error> for JobFailed {
 
 struct Pending<T, F> {
     f: F,
+    /// Set for writes that leave a refresh: the closure's answer then names the submission.
+    refresher: Option<Refresher>,
     outcome: Option<Result<T, AppError>>,
     reply: oneshot::Sender<Result<T, AppError>>,
 }
 
-impl<T, F> Job for Pending<T, F>
+impl<T, F> Pending<T, F>
 where
     T: Send,
-    F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send,
+    F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send,
 {
-    fn apply_plain(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed> {
-        let result = (self.f)(conn);
+    /// Runs the write and, if `now`, its refresh right away; otherwise returns the refresh.
+    fn run(&mut self, conn: &mut Conn<'_>, now: bool) -> Result<(T, Option<Refresh>), AppError> {
+        let (value, refresh) = (self.f)(conn)?;
+        match (&self.refresher, refresh) {
+            (Some(refresher), Some(r)) if now => {
+                refresher(conn, &[r])?;
+                Ok((value, None))
+            }
+            (_, refresh) => Ok((value, refresh)),
+        }
+    }
+
+    fn record(&mut self, result: Result<T, AppError>) -> Result<(), JobFailed> {
         let failed = result.is_err();
         self.outcome = Some(result);
         if failed {
@@ -61,9 +122,40 @@ where
             Ok(())
         }
     }
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send,
+{
+    fn apply_plain(
+        &mut self,
+        conn: &mut Conn<'_>,
+        deferred: &mut Deferred,
+    ) -> Result<(), JobFailed> {
+        let same = match (&self.refresher, &deferred.refresher) {
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+            (_, None) => true,
+            (None, Some(_)) => false,
+        };
+        if !same {
+            // This write may read what the earlier writes' refreshes will change.
+            deferred.flush(conn)?;
+        }
+        match self.run(conn, false) {
+            Ok((value, refresh)) => {
+                if let (Some(refresher), Some(r)) = (&self.refresher, refresh) {
+                    deferred.add(refresher, r);
+                }
+                self.record(Ok(value))
+            }
+            Err(e) => self.record(Err(e)),
+        }
+    }
 
     fn apply(&mut self, conn: &mut Conn<'_>) -> Result<(), JobFailed> {
-        let mut result = conn.transaction(|c| (self.f)(c));
+        let mut result = conn.transaction(|c| self.run(c, true));
         // Another server instance on the same database may have written the same key between
         // our read and our insert; running the write again sees its row and decides correctly.
         if result
@@ -71,15 +163,9 @@ where
             .err()
             .is_some_and(AppError::is_unique_violation)
         {
-            result = conn.transaction(|c| (self.f)(c));
+            result = conn.transaction(|c| self.run(c, true));
         }
-        let failed = result.is_err();
-        self.outcome = Some(result);
-        if failed {
-            Err(JobFailed)
-        } else {
-            Ok(())
-        }
+        self.record(result.map(|(value, _)| value))
     }
 
     fn finish(self: Box<Self>, committed: Result<(), String>) {
@@ -161,14 +247,33 @@ impl Writer {
         self.queue.max_capacity() - self.queue.capacity()
     }
 
-    pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
+    pub async fn run<T, F>(&self, mut f: F) -> Result<T, AppError>
     where
         F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(None, move |c| f(c).map(|v| (v, None))).await
+    }
+
+    /// Runs a write that may name a submission whose figures `refresher` must bring up to date
+    /// before the transaction commits, together with those of the other writes of the batch.
+    pub async fn run_refreshing<T, F>(&self, refresher: Refresher, f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(Some(refresher), f).await
+    }
+
+    async fn submit<T, F>(&self, refresher: Option<Refresher>, f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Pending {
             f,
+            refresher,
             outcome: None,
             reply,
         });
@@ -206,12 +311,13 @@ fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Box<dyn Job>>, stats: &WriterSta
 /// runs the batch again with a savepoint per write.
 fn commit_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
     let plain = conn.conn().write_transaction(|c| {
+        let mut deferred = Deferred::default();
         for job in batch.iter_mut() {
-            if job.apply_plain(c).is_err() {
+            if job.apply_plain(c, &mut deferred).is_err() {
                 return Err(Retry::WithSavepoints);
             }
         }
-        Ok(())
+        deferred.flush(c).map_err(|JobFailed| Retry::WithSavepoints)
     });
     match plain {
         Ok(()) => Ok(()),
@@ -240,5 +346,174 @@ enum Retry {
 impl From<diesel::result::Error> for Retry {
     fn from(e: diesel::result::Error) -> Self {
         Retry::Database(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+    use diesel::sqlite::SqliteConnection;
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct Entry {
+        #[diesel(sql_type = Text)]
+        what: String,
+    }
+
+    fn log(conn: &mut Conn<'_>, what: String) -> Result<(), AppError> {
+        let Conn::Sqlite(c) = conn else {
+            return Err(AppError::internal("these tests run on SQLite"));
+        };
+        diesel::sql_query("INSERT INTO log (what) VALUES (?)")
+            .bind::<Text, _>(what)
+            .execute(&mut **c)?;
+        Ok(())
+    }
+
+    fn entries(conn: &mut Conn<'_>) -> Result<Vec<String>, AppError> {
+        let Conn::Sqlite(c) = conn else {
+            return Err(AppError::internal("these tests run on SQLite"));
+        };
+        let rows: Vec<Entry> =
+            diesel::sql_query("SELECT what FROM log ORDER BY rowid").load(&mut **c)?;
+        Ok(rows.into_iter().map(|e| e.what).collect())
+    }
+
+    fn writer() -> Writer {
+        let mut c = SqliteConnection::establish(":memory:").expect("in-memory database");
+        c.batch_execute("CREATE TABLE log (what TEXT NOT NULL)")
+            .expect("log table");
+        Writer::start(DbConn::Sqlite(c))
+    }
+
+    /// Logs the submissions it refreshes together; refuses submission 13.
+    fn refresher() -> Refresher {
+        Arc::new(|conn, refreshes| {
+            let ids: Vec<String> = refreshes
+                .iter()
+                .map(|r| r.submission_id.to_string())
+                .collect();
+            if ids.iter().any(|id| id == "13") {
+                return Err(AppError::internal("cannot refresh 13"));
+            }
+            log(conn, format!("refreshed {}", ids.join(",")))
+        })
+    }
+
+    /// Holds the writer in a batch of its own until the returned sender is dropped, so that
+    /// the writes queued meanwhile form the next batch.
+    async fn hold(writer: &Writer) -> (std_mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, wait) = std_mpsc::channel::<()>();
+        let (started, is_started) = oneshot::channel::<()>();
+        let mut started = Some(started);
+        let w = writer.clone();
+        let held = tokio::spawn(async move {
+            w.run(move |_| {
+                if let Some(s) = started.take() {
+                    let _ = s.send(());
+                }
+                // Returns when the sender is dropped.
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+            .expect("held write");
+        });
+        is_started.await.expect("the writer runs the held write");
+        (release, held)
+    }
+
+    /// Queues a write and waits until it is in the queue, so that writes queue in order.
+    async fn queue<T: Send + 'static>(
+        writer: &Writer,
+        job: impl std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T, AppError>> {
+        let before = writer.queue_length();
+        let handle = tokio::spawn(job);
+        while writer.queue_length() == before {
+            tokio::task::yield_now().await;
+        }
+        handle
+    }
+
+    fn refreshing(
+        writer: &Writer,
+        refresher: &Refresher,
+        id: i64,
+    ) -> impl std::future::Future<Output = Result<i64, AppError>> + Send + 'static {
+        let (w, r) = (writer.clone(), refresher.clone());
+        async move {
+            w.run_refreshing(r, move |c| {
+                log(c, format!("write {id}"))?;
+                Ok((
+                    id,
+                    Some(Refresh {
+                        submission_id: id,
+                        by: None,
+                    }),
+                ))
+            })
+            .await
+        }
+    }
+
+    #[tokio::test]
+    async fn refreshes_of_a_batch_are_done_together_before_a_plain_write_and_the_commit() {
+        let writer = writer();
+        let refresher = refresher();
+        let (release, held) = hold(&writer).await;
+        let one = queue(&writer, refreshing(&writer, &refresher, 1)).await;
+        let two = queue(&writer, refreshing(&writer, &refresher, 2)).await;
+        let w = writer.clone();
+        let reader = queue(&writer, async move { w.run(entries).await }).await;
+        let three = queue(&writer, refreshing(&writer, &refresher, 3)).await;
+        drop(release);
+        held.await.expect("held write");
+        for (handle, id) in [(one, 1), (two, 2), (three, 3)] {
+            assert_eq!(handle.await.expect("task").expect("write"), id);
+        }
+        assert_eq!(
+            reader.await.expect("task").expect("read"),
+            ["write 1", "write 2", "refreshed 1,2"],
+            "a plain write sees the refreshes of the writes before it"
+        );
+        assert_eq!(
+            writer.run(entries).await.expect("read"),
+            [
+                "write 1",
+                "write 2",
+                "refreshed 1,2",
+                "write 3",
+                "refreshed 3"
+            ]
+        );
+        assert_eq!(writer.stats.batches.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failing_grouped_refresh_fails_only_its_own_write() {
+        let writer = writer();
+        let refresher = refresher();
+        let (release, held) = hold(&writer).await;
+        let ok = queue(&writer, refreshing(&writer, &refresher, 12)).await;
+        let bad = queue(&writer, refreshing(&writer, &refresher, 13)).await;
+        let also_ok = queue(&writer, refreshing(&writer, &refresher, 14)).await;
+        drop(release);
+        held.await.expect("held write");
+        assert_eq!(ok.await.expect("task").expect("write 12"), 12);
+        let err = bad.await.expect("task").expect_err("write 13 fails");
+        assert!(err.to_string().contains("cannot refresh 13"), "{err}");
+        assert_eq!(also_ok.await.expect("task").expect("write 14"), 14);
+        assert_eq!(
+            writer.run(entries).await.expect("read"),
+            ["write 12", "refreshed 12", "write 14", "refreshed 14"],
+            "the batch ran again with a savepoint per write, refreshing each at once"
+        );
     }
 }

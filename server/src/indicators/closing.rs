@@ -231,64 +231,93 @@ fn area_code(index: &AreaIndex, id: i64) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-/// Lists the changes `delta` (one submission's) makes to figures of closed periods.
+/// One submission's change to the figures, as a revision would list it.
+pub struct Revision<'a> {
+    pub submission_id: i64,
+    pub delta: &'a HashMap<CellKey, i64>,
+    pub reason: &'static str,
+    pub by: Option<i64>,
+}
+
+/// Lists the changes each submission's `delta` makes to figures of closed periods.
 pub fn record_revisions(
     conn: &mut Conn<'_>,
     defs: &Definitions,
     index: &AreaIndex,
-    submission_id: Option<i64>,
-    delta: &HashMap<CellKey, i64>,
-    reason: &str,
-    by: Option<i64>,
+    revisions: &[Revision<'_>],
 ) -> Result<(), AppError> {
-    if delta.is_empty() {
+    if revisions.iter().all(|r| r.delta.is_empty()) {
         return Ok(());
     }
-    let closed = rows(conn)?;
-    for p in closed {
-        let covered = Period::parse(&p.period)?.covered();
-        let mut sums: BTreeMap<(String, &'static str, &'static str, String, i64), i64> =
-            BTreeMap::new();
-        for (k, v) in delta {
-            if k.group.level == Level::Province && covered.contains(&k.group.period) {
-                let id = defs
-                    .measure(k.measure)
-                    .map(|m| m.id.clone())
-                    .unwrap_or_default();
-                for basis in k.group.basis.bases() {
-                    for map in k.group.map.maps() {
-                        *sums
-                            .entry((
-                                id.clone(),
-                                basis.as_str(),
-                                map.as_str(),
-                                k.group.period.to_string(),
-                                k.group.area_id,
-                            ))
-                            .or_insert(0) += v;
-                    }
+    let closed: Vec<(i64, String)> = on_conn!(conn, c => indicator_periods::table
+        .select((indicator_periods::id, indicator_periods::period))
+        .order(indicator_periods::id)
+        .load(c))?;
+    for (id, period) in &closed {
+        let covered = Period::parse(period)?.covered();
+        for r in revisions.iter().filter(|r| !r.delta.is_empty()) {
+            record_revision(conn, defs, index, *id, &covered, r)?;
+        }
+    }
+    Ok(())
+}
+
+fn record_revision(
+    conn: &mut Conn<'_>,
+    defs: &Definitions,
+    index: &AreaIndex,
+    period_id: i64,
+    covered: &[Period],
+    r: &Revision<'_>,
+) -> Result<(), AppError> {
+    let mut sums: BTreeMap<(String, &'static str, &'static str, String, i64), i64> =
+        BTreeMap::new();
+    for (k, v) in r.delta {
+        if k.group.level == Level::Province && covered.contains(&k.group.period) {
+            let id = defs
+                .measure(k.measure)
+                .map(|m| m.id.clone())
+                .unwrap_or_default();
+            for basis in k.group.basis.bases() {
+                for map in k.group.map.maps() {
+                    *sums
+                        .entry((
+                            id.clone(),
+                            basis.as_str(),
+                            map.as_str(),
+                            k.group.period.to_string(),
+                            k.group.area_id,
+                        ))
+                        .or_insert(0) += v;
                 }
             }
         }
-        let changes: Vec<Change> = sums
-            .into_iter()
-            .filter(|(_, v)| *v != 0)
-            .map(|((id, basis, map, period, area), change)| {
-                let (indicator, measure) = split_measure(&id);
-                Change {
-                    indicator,
-                    measure,
-                    basis: basis.to_string(),
-                    map: map.to_string(),
-                    period,
-                    area: area_code(index, area),
-                    change,
-                }
-            })
-            .collect();
-        if !changes.is_empty() {
-            insert_revision(conn, p.id, submission_id, reason, by, &changes)?;
-        }
+    }
+    let changes: Vec<Change> = sums
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|((id, basis, map, period, area), change)| {
+            let (indicator, measure) = split_measure(&id);
+            Change {
+                indicator,
+                measure,
+                basis: basis.to_string(),
+                map: map.to_string(),
+                period,
+                area: area_code(index, area),
+                change,
+            }
+        })
+        .collect();
+    if !changes.is_empty() {
+        insert_revision(
+            conn,
+            period_id,
+            Some(r.submission_id),
+            r.reason,
+            r.by,
+            &changes,
+        )?;
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ mod sql;
 mod store;
 pub mod targets;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +42,7 @@ use self::recompute::{Report, Source, Verification, LIVE};
 use self::registry::{AreaIndex, Fingerprint};
 use self::store::Applied;
 use crate::db::schema::{indicator_definitions, settings};
-use crate::db::Conn;
+use crate::db::{Conn, Refresh, Refresher};
 use crate::error::AppError;
 use crate::on_conn;
 
@@ -121,34 +121,86 @@ pub fn refresh_submission(
     submission_id: i64,
     by: Option<i64>,
 ) -> Result<(), AppError> {
+    refresh_submissions(conn, indicators, &[Refresh { submission_id, by }])
+}
+
+/// The writer's refresher: brings the figures of the submissions a batch of writes stored up
+/// to date together, before the batch commits.
+pub fn refresher(indicators: Arc<Indicators>) -> Refresher {
+    Arc::new(move |conn, refreshes| refresh_submissions(conn, &indicators, refreshes))
+}
+
+/// [`refresh_submission`] for many submissions at once: the same figures as refreshing them
+/// one after the other (the last `by` of a submission named twice counts), with each figure
+/// written once.
+pub fn refresh_submissions(
+    conn: &mut Conn<'_>,
+    indicators: &Indicators,
+    refreshes: &[Refresh],
+) -> Result<(), AppError> {
     let defs = indicators.definitions();
-    store::lock(conn, &format!("submission:{submission_id}"))?;
-    let before = store::applied(conn, submission_id)?;
-    let current = store::load_version(conn, submission_id, None, None)?;
-    let after = current.as_ref().map(|c| Applied {
-        version_id: c.version_id,
-        bases: c.bases,
-    });
-    if before == after {
+    let by: BTreeMap<i64, Option<i64>> =
+        refreshes.iter().map(|r| (r.submission_id, r.by)).collect();
+    let ids: Vec<i64> = by.keys().copied().collect();
+    // In id order: two instances' writers never wait for each other's locks in a cycle.
+    for id in &ids {
+        store::lock(conn, &format!("submission:{id}"))?;
+    }
+    let before = store::applied(conn, &ids)?;
+    let mut current = store::load_current(conn, &ids)?;
+    let changed: Vec<(i64, Option<Applied>, Option<Applied>)> = ids
+        .iter()
+        .map(|id| {
+            let after = current.get(id).map(|c| Applied {
+                version_id: c.version_id,
+                bases: c.bases,
+            });
+            (*id, before.get(id).copied(), after)
+        })
+        .filter(|(_, before, after)| before != after)
+        .collect();
+    if changed.is_empty() {
         return Ok(());
     }
     let index = indicators.area_index(conn)?;
     let mut interner = Interner::default();
-    let old = store::facts_of_submission(conn, defs, submission_id, &mut interner)?;
-    let mut new = current
-        .as_ref()
-        .map(|i| facts_of(defs, i, None, &mut interner))
-        .unwrap_or_default();
-    new.sort();
-    let delta = store::apply(conn, defs, &index, submission_id, &old, &new, &mut interner)?;
-    store::set_applied(conn, submission_id, after)?;
-    let reason = match (before, after) {
-        (None, _) => "new submission",
-        (_, None) => "submission removed",
-        (Some(b), Some(a)) if b.version_id != a.version_id => "submission edited",
-        _ => "review state changed",
-    };
-    closing::record_revisions(conn, defs, &index, Some(submission_id), &delta, reason, by)
+    let changed_ids: Vec<i64> = changed.iter().map(|(id, _, _)| *id).collect();
+    let mut old = store::facts_of_submissions(conn, defs, &changed_ids, &mut interner)?;
+    let changes: Vec<store::Change> = changed_ids
+        .iter()
+        .map(|id| {
+            let mut new = current
+                .remove(id)
+                .map(|i| facts_of(defs, &i, None, &mut interner))
+                .unwrap_or_default();
+            new.sort();
+            store::Change {
+                submission_id: *id,
+                old: old.remove(id).unwrap_or_default(),
+                new,
+            }
+        })
+        .collect();
+    let deltas = store::apply(conn, defs, &index, &changes, &mut interner)?;
+    let applied: Vec<(i64, Option<Applied>)> =
+        changed.iter().map(|(id, _, after)| (*id, *after)).collect();
+    store::set_applied(conn, &applied)?;
+    let revisions: Vec<closing::Revision<'_>> = changed
+        .iter()
+        .zip(&deltas)
+        .map(|((id, before, after), delta)| closing::Revision {
+            submission_id: *id,
+            delta,
+            reason: match (before, after) {
+                (None, _) => "new submission",
+                (_, None) => "submission removed",
+                (Some(b), Some(a)) if b.version_id != a.version_id => "submission edited",
+                _ => "review state changed",
+            },
+            by: by.get(id).copied().flatten(),
+        })
+        .collect();
+    closing::record_revisions(conn, defs, &index, &revisions)
 }
 
 fn stored_fingerprints(conn: &mut Conn<'_>) -> Result<HashMap<String, String>, AppError> {

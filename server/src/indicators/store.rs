@@ -1,7 +1,7 @@
 //! Reading submissions for the indicators and writing figures: the applied contribution of
 //! each submission, cell amounts (multi-row upserts) and key occurrences.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -36,40 +36,69 @@ pub struct Applied {
     pub bases: Bases,
 }
 
-pub fn applied(conn: &mut Conn<'_>, submission_id: i64) -> Result<Option<Applied>, AppError> {
-    let row: Option<(i64, bool, bool)> = on_conn!(conn, c => indicator_applied::table
-        .find(submission_id)
-        .select((
-            indicator_applied::version_id,
-            indicator_applied::provisional,
-            indicator_applied::confirmed,
-        ))
-        .first(c)
-        .optional())?;
-    Ok(row.map(|(version_id, provisional, confirmed)| Applied {
-        version_id,
-        bases: Bases {
-            provisional,
-            confirmed,
-        },
-    }))
+/// Submission ids per statement of the batch reads and writes below.
+const IDS_PER_STATEMENT: usize = 1_000;
+
+/// The contributions the given submissions have applied.
+pub fn applied(conn: &mut Conn<'_>, ids: &[i64]) -> Result<HashMap<i64, Applied>, AppError> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let rows: Vec<(i64, i64, bool, bool)> = on_conn!(conn, c => indicator_applied::table
+            .filter(indicator_applied::submission_id.eq_any(chunk))
+            .select((
+                indicator_applied::submission_id,
+                indicator_applied::version_id,
+                indicator_applied::provisional,
+                indicator_applied::confirmed,
+            ))
+            .load(c))?;
+        out.extend(
+            rows.into_iter()
+                .map(|(id, version_id, provisional, confirmed)| {
+                    (
+                        id,
+                        Applied {
+                            version_id,
+                            bases: Bases {
+                                provisional,
+                                confirmed,
+                            },
+                        },
+                    )
+                }),
+        );
+    }
+    Ok(out)
 }
 
+/// Records what each submission has now applied (nothing: `None`).
 pub fn set_applied(
     conn: &mut Conn<'_>,
-    submission_id: i64,
-    applied: Option<Applied>,
+    changes: &[(i64, Option<Applied>)],
 ) -> Result<(), AppError> {
-    on_conn!(conn, c => diesel::delete(indicator_applied::table.find(submission_id)).execute(c))?;
-    if let Some(a) = applied {
-        on_conn!(conn, c => diesel::insert_into(indicator_applied::table)
-            .values((
-                indicator_applied::submission_id.eq(submission_id),
-                indicator_applied::version_id.eq(a.version_id),
-                indicator_applied::provisional.eq(a.bases.provisional),
-                indicator_applied::confirmed.eq(a.bases.confirmed),
-            ))
+    for chunk in changes.chunks(IDS_PER_STATEMENT) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        on_conn!(conn, c => diesel::delete(indicator_applied::table
+            .filter(indicator_applied::submission_id.eq_any(&ids)))
             .execute(c))?;
+        let rows: Vec<_> = chunk
+            .iter()
+            .filter_map(|(id, a)| {
+                a.map(|a| {
+                    (
+                        indicator_applied::submission_id.eq(*id),
+                        indicator_applied::version_id.eq(a.version_id),
+                        indicator_applied::provisional.eq(a.bases.provisional),
+                        indicator_applied::confirmed.eq(a.bases.confirmed),
+                    )
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            on_conn!(conn, c => diesel::insert_into(indicator_applied::table)
+                .values(&rows)
+                .execute(c))?;
+        }
     }
     Ok(())
 }
@@ -100,17 +129,17 @@ fn input(row: InputRow, bases: Option<Bases>) -> Result<Input, AppError> {
     })
 }
 
-/// A version of a submission, counted in `bases` (its review state's when `None`).
-pub fn load_version(
-    conn: &mut Conn<'_>,
-    submission_id: i64,
-    version: Option<i64>,
-    bases: Option<Bases>,
-) -> Result<Option<Input>, AppError> {
-    let row: Option<InputRow> = on_conn!(conn, c => {
-        let q = submissions::table
-            .inner_join(submission_versions::table.on(submission_versions::submission_id.eq(submissions::id)))
-            .filter(submissions::id.eq(submission_id))
+/// The current version of each of the given submissions that has one, counted in its review
+/// state's bases.
+pub fn load_current(conn: &mut Conn<'_>, ids: &[i64]) -> Result<HashMap<i64, Input>, AppError> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let rows: Vec<InputRow> = on_conn!(conn, c => submissions::table
+            .inner_join(submission_versions::table.on(
+                submission_versions::submission_id.eq(submissions::id)
+                    .and(submission_versions::is_current.eq(true)),
+            ))
+            .filter(submissions::id.eq_any(chunk))
             .select((
                 submissions::id,
                 submission_versions::id,
@@ -121,14 +150,13 @@ pub fn load_version(
                 submission_versions::beneficiary_key,
                 submissions::review_state,
             ))
-            .into_boxed();
-        let q = match version {
-            Some(v) => q.filter(submission_versions::id.eq(v)),
-            None => q.filter(submission_versions::is_current.eq(true)),
-        };
-        q.first(c).optional()
-    })?;
-    row.map(|r| input(r, bases)).transpose()
+            .load(c))?;
+        for r in rows {
+            let i = input(r, None)?;
+            out.insert(i.submission_id, i);
+        }
+    }
+    Ok(out)
 }
 
 /// Submissions of a form after `after_id`, in id order: their current version and review
@@ -368,23 +396,30 @@ pub fn to_facts(
         .collect()
 }
 
-/// The live facts of one submission.
-pub fn facts_of_submission(
+/// The live facts of each of the given submissions, sorted.
+pub fn facts_of_submissions(
     conn: &mut Conn<'_>,
     defs: &Definitions,
-    sid: i64,
+    ids: &[i64],
     interner: &mut Interner,
-) -> Result<Vec<StoredFact>, AppError> {
-    let mut sql = Sql::new(
-        conn,
-        &format!(
-            "SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND submission_id = "
-        ),
-    );
-    sql.bind(sid);
-    let mut facts = to_facts(defs, sql.load(conn)?, interner);
-    facts.sort();
-    Ok(facts)
+) -> Result<HashMap<i64, Vec<StoredFact>>, AppError> {
+    let mut out: HashMap<i64, Vec<StoredFact>> = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let mut sql = Sql::new(
+            conn,
+            &format!(
+                "SELECT {FACT_COLUMNS} FROM indicator_facts WHERE snapshot = 0 AND submission_id IN ("
+            ),
+        );
+        sql.list(chunk).push(")");
+        for f in to_facts(defs, sql.load(conn)?, interner) {
+            out.entry(f.submission_id).or_default().push(f);
+        }
+    }
+    for facts in out.values_mut() {
+        facts.sort();
+    }
+    Ok(out)
 }
 
 /// Lists longer than this are filtered in memory rather than by an IN list.
@@ -449,73 +484,107 @@ fn facts_of_key(
     Ok(to_facts(defs, sql.load(conn)?, interner))
 }
 
-/// Replaces the live facts of submission `sid` (`old`, as stored) with `new` and applies the
-/// difference to the live figures; returns the change of every cell.
+/// One submission's facts before and after a change.
+pub struct Change {
+    pub submission_id: i64,
+    pub old: Vec<StoredFact>,
+    pub new: Vec<StoredFact>,
+}
+
+/// Replaces the live facts of each changed submission (`old`, as stored) with its `new` ones
+/// and applies the difference to the live figures, writing each cell once for all of them;
+/// returns the change each submission made to each cell, as if they had been applied one after
+/// the other in the given order.
 pub fn apply(
     conn: &mut Conn<'_>,
     defs: &Definitions,
     index: &AreaIndex,
-    sid: i64,
-    old: &[StoredFact],
-    new: &[StoredFact],
+    changes: &[Change],
     interner: &mut Interner,
-) -> Result<HashMap<CellKey, i64>, AppError> {
-    let mut delta: HashMap<CellKey, i64> = HashMap::new();
-    if old == new {
-        return Ok(delta);
+) -> Result<Vec<HashMap<CellKey, i64>>, AppError> {
+    let mut deltas: Vec<HashMap<CellKey, i64>> = vec![HashMap::new(); changes.len()];
+    for (c, delta) in changes.iter().zip(deltas.iter_mut()) {
+        for f in c.new.iter().filter(|f| f.key.is_none()) {
+            add_sum(defs, index, f, Levels::Stored, 1, delta, interner);
+        }
+        for f in c.old.iter().filter(|f| f.key.is_none()) {
+            add_sum(defs, index, f, Levels::Stored, -1, delta, interner);
+        }
     }
-    for f in new.iter().filter(|f| f.key.is_none()) {
-        add_sum(defs, index, f, Levels::Stored, 1, &mut delta, interner);
+    // A key's cells depend on all its facts: its cells before and after each submission's
+    // change, from every submission's facts, give that change.
+    let mut touched: BTreeMap<(u16, Arc<str>), Vec<usize>> = BTreeMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        let keys: BTreeSet<(u16, Arc<str>)> = c
+            .old
+            .iter()
+            .chain(&c.new)
+            .filter_map(|f| f.key.clone().map(|k| (f.measure, k)))
+            .collect();
+        for k in keys {
+            touched.entry(k).or_default().push(i);
+        }
     }
-    for f in old.iter().filter(|f| f.key.is_none()) {
-        add_sum(defs, index, f, Levels::Stored, -1, &mut delta, interner);
-    }
-    // A key's cells depend on all its facts: its cells before and after, from every
-    // submission's facts, give the change.
-    let touched: BTreeSet<(u16, Arc<str>)> = old
-        .iter()
-        .chain(new)
-        .filter_map(|f| f.key.clone().map(|k| (f.measure, k)))
-        .collect();
-    for (n, key) in touched {
+    for ((n, key), by) in touched {
         let measure = defs.measure(n).map(|m| m.id.clone()).unwrap_or_default();
         lock(conn, &format!("key:{measure}:{key}"))?;
-        let others: Vec<StoredFact> = facts_of_key(conn, defs, &measure, &key, interner)?
-            .into_iter()
-            .filter(|f| f.submission_id != sid)
-            .collect();
-        let mine = |facts: &[StoredFact]| -> Vec<StoredFact> {
-            facts
+        // As stored: the old facts of the changed submissions are still there.
+        let mut facts = facts_of_key(conn, defs, &measure, &key, interner)?;
+        // Sorted as everywhere else: a key's latest fact in a submission is then always the same.
+        facts.sort();
+        let of_key = |f: &&StoredFact| f.measure == n && f.key.as_ref() == Some(&key);
+        for i in by {
+            let c = &changes[i];
+            let mut after: Vec<StoredFact> = facts
                 .iter()
-                .filter(|f| f.measure == n && f.key.as_ref() == Some(&key))
+                .filter(|f| f.submission_id != c.submission_id)
+                .chain(c.new.iter().filter(of_key))
                 .cloned()
-                .collect()
-        };
-        let before: Vec<StoredFact> = others.iter().cloned().chain(mine(old)).collect();
-        let after: Vec<StoredFact> = others.into_iter().chain(mine(new)).collect();
-        add_key(
-            defs,
-            index,
-            &before,
-            Levels::Stored,
-            -1,
-            &mut delta,
-            interner,
-        );
-        add_key(defs, index, &after, Levels::Stored, 1, &mut delta, interner);
+                .collect();
+            after.sort();
+            add_key(
+                defs,
+                index,
+                &facts,
+                Levels::Stored,
+                -1,
+                &mut deltas[i],
+                interner,
+            );
+            add_key(
+                defs,
+                index,
+                &after,
+                Levels::Stored,
+                1,
+                &mut deltas[i],
+                interner,
+            );
+            facts = after;
+        }
     }
-    let mut del = Sql::new(
-        conn,
-        "DELETE FROM indicator_facts WHERE snapshot = 0 AND submission_id = ",
-    );
-    del.bind(sid);
-    del.execute(conn)?;
-    insert_facts(conn, defs, 0, new)?;
+    let ids: Vec<i64> = changes.iter().map(|c| c.submission_id).collect();
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let mut del = Sql::new(
+            conn,
+            "DELETE FROM indicator_facts WHERE snapshot = 0 AND submission_id IN (",
+        );
+        del.list(chunk).push(")");
+        del.execute(conn)?;
+    }
+    let new: Vec<StoredFact> = changes.iter().flat_map(|c| c.new.iter().cloned()).collect();
+    insert_facts(conn, defs, 0, &new)?;
 
-    delta.retain(|_, v| *v != 0);
-    let mut amounts: Vec<(&CellKey, i64)> = delta.iter().map(|(k, v)| (k, *v)).collect();
+    let mut total: HashMap<&CellKey, i64> = HashMap::new();
+    for delta in deltas.iter_mut() {
+        delta.retain(|_, v| *v != 0);
+        for (k, v) in delta.iter() {
+            *total.entry(k).or_insert(0) += v;
+        }
+    }
+    let mut amounts: Vec<(&CellKey, i64)> = total.into_iter().filter(|(_, v)| *v != 0).collect();
     // One order for every writer, so concurrent transactions on PostgreSQL never deadlock.
     amounts.sort();
     add_to_cells(conn, defs, 0, &amounts)?;
-    Ok(delta)
+    Ok(deltas)
 }

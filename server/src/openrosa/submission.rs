@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 use super::xml;
 use crate::auth::replay;
 use crate::auth::Collector;
+use crate::db::Refresh;
 use crate::error::{AppError, OpenRosaError};
 use crate::forms;
-use crate::indicators;
 use crate::protection;
 use crate::push;
 use crate::state::AppState;
@@ -431,24 +431,20 @@ async fn receive(
         consent,
     });
     let nonce_use = collector.nonce_use;
-    let indicators = state.indicators.clone();
     let collector_id = collector.user.id;
     let result = state
         .db
-        .write(move |conn| {
+        .write_refreshing(state.refresher.clone(), move |conn| {
             if let Some(u) = &nonce_use {
                 replay::record(conn, u, incoming.received_at)?;
             }
             let stored = submissions::store(conn, &incoming)?;
-            if stored.outcome != Outcome::Duplicate {
-                // In the same transaction: the figures never lag behind the data.
-                indicators::refresh_submission(
-                    conn,
-                    &indicators,
-                    stored.submission_id,
-                    Some(collector_id),
-                )?;
-            }
+            // In the same transaction (at its end, with the batch's other submissions): the
+            // figures never lag behind the data.
+            let refresh = (stored.outcome != Outcome::Duplicate).then_some(Refresh {
+                submission_id: stored.submission_id,
+                by: Some(collector_id),
+            });
             // In the same transaction too: a webhook is sent exactly when the change commits.
             let event = match stored.outcome {
                 Outcome::Created => Some(push::webhook::CREATED),
@@ -458,7 +454,7 @@ async fn receive(
             if let Some(event) = event {
                 push::webhook::enqueue_submission_event(conn, stored.submission_id, event, None)?;
             }
-            Ok(stored)
+            Ok((stored, refresh))
         })
         .await;
     drop(blob_lock);
