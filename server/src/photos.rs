@@ -1,12 +1,20 @@
-//! Photos: check that an uploaded image really decodes (within limits, so a small file that
-//! claims a gigantic picture cannot exhaust memory), and make the smaller copies reviewers look
-//! at, upright (EXIF orientation applied) and without metadata (no GPS, no camera serial).
+//! Photos: check on arrival that an uploaded image is whole (its file structure reaches its
+//! end, with intact checksums where the format has them) and within limits (a small file that
+//! claims a gigantic picture is refused before anything decodes it), and make the smaller copies
+//! reviewers look at, upright (EXIF orientation applied) and without metadata (no GPS, no camera
+//! serial).
+//!
+//! The check on arrival reads headers and structure only: decoding every pixel of every photo
+//! cost more than everything else a submission needs, and a photo whose structure is whole but
+//! whose compressed data is damaged cannot be repaired by sending it again anyway. Its copies
+//! then fail with the reason, and the original is kept as sent.
 //!
 //! Only JPEG, PNG and WebP are treated as images, recognised by their first bytes, never by the
 //! name or the type the client claims. Anything else is an opaque file.
 
 use std::io::Cursor;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use crate::error::AppError;
@@ -100,21 +108,59 @@ fn jpeg_complete(bytes: &[u8]) -> bool {
     false
 }
 
-/// Decodes the whole image under the limits and turns it upright.
-fn decode(bytes: &[u8]) -> Result<DynamicImage, BadImage> {
+/// Whether a PNG's chunks follow one another to its `IEND` chunk, each with a correct CRC.
+fn png_complete(bytes: &[u8]) -> bool {
+    let mut pos = 8;
+    while let Some(header) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some(end) = (pos + 8).checked_add(len) else {
+            return false;
+        };
+        let (Some(body), Some(crc)) = (bytes.get(pos + 4..end), bytes.get(end..end + 4)) else {
+            return false;
+        };
+        if crc32fast::hash(body).to_be_bytes() != crc {
+            return false;
+        }
+        if &header[4..8] == b"IEND" {
+            return true;
+        }
+        pos = end + 4;
+    }
+    false
+}
+
+/// Whether a WebP file is as long as its RIFF header says.
+fn webp_complete(bytes: &[u8]) -> bool {
+    bytes.len() >= 12
+        && u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize + 8 == bytes.len()
+}
+
+/// The image's format and decoder, once its structure is whole and its size within the limits.
+fn open(bytes: &[u8]) -> Result<(ImageFormat, Box<dyn ImageDecoder + '_>), BadImage> {
     let format = sniff(bytes).ok_or_else(|| BadImage("not a JPEG, PNG or WebP image".into()))?;
-    if format == ImageFormat::Jpeg && !jpeg_complete(bytes) {
-        return Err(BadImage(
-            "the image is damaged or incomplete (the JPEG ends before its last byte)".into(),
-        ));
+    let complete = match format {
+        ImageFormat::Jpeg => jpeg_complete(bytes),
+        ImageFormat::Png => png_complete(bytes),
+        _ => webp_complete(bytes),
+    };
+    if !complete {
+        return Err(BadImage(format!(
+            "the image is damaged or incomplete (the {} file ends before its end or fails its checksums)",
+            format.extensions_str().first().unwrap_or(&"image").to_uppercase()
+        )));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits());
-    let mut decoder = reader.into_decoder().map_err(|e| BadImage(describe(&e)))?;
+    let decoder = reader.into_decoder().map_err(|e| BadImage(describe(&e)))?;
+    Ok((format, Box::new(decoder)))
+}
+
+/// Decodes the whole image under the limits and turns it upright.
+fn decode(bytes: &[u8]) -> Result<DynamicImage, BadImage> {
+    let (_, mut decoder) = open(bytes)?;
     // A broken EXIF block must not lose the photo: it is then shown as stored.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| BadImage(describe(&e)))?;
     img.apply_orientation(orientation);
     Ok(img)
@@ -129,14 +175,27 @@ fn describe(e: &image::ImageError) -> String {
     }
 }
 
-/// Checks that the bytes, if they are an image, decode completely within the limits; returns
-/// its upright size. Non-image bytes pass (`None`): they are stored as plain files.
+/// Checks that the bytes, if they are an image, are whole and within the limits, without
+/// decoding its pixels; returns its upright size. Non-image bytes pass (`None`): they are
+/// stored as plain files.
 pub fn verify(bytes: &[u8]) -> Result<Option<(u32, u32)>, BadImage> {
     if sniff(bytes).is_none() {
         return Ok(None);
     }
-    let img = decode(bytes)?;
-    Ok(Some((img.width(), img.height())))
+    let (_, mut decoder) = open(bytes)?;
+    let (width, height) = decoder.dimensions();
+    let turned = matches!(
+        decoder.orientation(),
+        Ok(Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH)
+    );
+    Ok(Some(if turned {
+        (height, width)
+    } else {
+        (width, height)
+    }))
 }
 
 /// A smaller upright JPEG copy without any metadata. Images already small enough keep their
@@ -359,16 +418,28 @@ mod tests {
         let big: RgbImage = ImageBuffer::from_fn(300, 200, |x, y| {
             Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 0])
         });
-        for format in [ImageFormat::Jpeg, ImageFormat::Png] {
+        for format in [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP] {
             let bytes = encode(&big, format);
-            let cut = &bytes[..bytes.len() / 2];
-            let err = verify(cut).expect_err("truncated");
-            assert!(
-                err.to_string().contains("damaged or incomplete"),
-                "{format:?}: {err}"
-            );
-            assert!(derive(cut, Size::Thumb).is_err());
+            assert!(verify(&bytes).is_ok(), "{format:?} whole");
+            for cut in [&bytes[..bytes.len() / 2], &bytes[..bytes.len() - 1]] {
+                let err = verify(cut).expect_err("truncated");
+                assert!(
+                    err.to_string().contains("damaged or incomplete"),
+                    "{format:?}: {err}"
+                );
+                assert!(derive(cut, Size::Thumb).is_err());
+            }
         }
+    }
+
+    /// The check on arrival decodes no pixel, so a PNG's checksums are what catch damage inside.
+    #[test]
+    fn png_with_a_damaged_chunk_is_refused() {
+        let mut png = encode(&landscape(), ImageFormat::Png);
+        let middle = png.len() / 2;
+        png[middle] ^= 0x55;
+        let err = verify(&png).expect_err("damaged");
+        assert!(err.to_string().contains("checksums"), "{err}");
     }
 
     /// A PNG that claims 60,000 × 60,000 pixels (10.8 GB of RGB) in a few dozen bytes.
