@@ -4,7 +4,6 @@
 //! [`on_conn!`] macro, which expands the same code for SQLite and PostgreSQL. Every write goes
 //! through the [`Writer`], which groups concurrent writes into one durable transaction.
 
-mod checkpoint;
 pub mod schema;
 mod writer;
 
@@ -198,8 +197,6 @@ pub type Pool = r2d2::Pool<Manager>;
 pub struct Db {
     pool: Pool,
     writer: Writer,
-    /// SQLite only: the thread that checkpoints the WAL, running as long as the database is used.
-    _checkpoints: Option<checkpoint::Checkpoints>,
     pub backend: Backend,
 }
 
@@ -266,17 +263,8 @@ fn migrate(conn: &mut DbConn) -> Result<(), AppError> {
 impl Db {
     /// Connects, migrates, and starts the writer thread.
     pub fn open(url: &str, pool_size: u32) -> Result<Db, AppError> {
-        let (manager, mut write_conn) = connect(url)?;
+        let (manager, write_conn) = connect(url)?;
         let backend = manager.backend;
-        // A thread copies the log (`checkpoint.rs`); a lone connection (a command-line tool)
-        // keeps SQLite's automatic checkpoints.
-        let checkpoints = match &mut write_conn {
-            DbConn::Sqlite(c) => {
-                c.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
-                Some(checkpoint::Checkpoints::start(&manager)?)
-            }
-            DbConn::Pg(_) => None,
-        };
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
@@ -285,7 +273,6 @@ impl Db {
         Ok(Db {
             pool,
             writer: Writer::start(write_conn),
-            _checkpoints: checkpoints,
             backend,
         })
     }
@@ -409,49 +396,5 @@ mod tests {
         assert_eq!(pragma(w, "temp_store"), 2);
         assert_eq!(pragma(r, "temp_store"), 2);
         assert_eq!(pragma(w, "synchronous"), 2, "FULL: every commit durable");
-    }
-
-    /// The writer never checkpoints: with its automatic checkpoints off, only the checkpoint
-    /// thread can move the rows it wrote from the log into the database file.
-    #[tokio::test]
-    async fn the_log_is_copied_into_the_database_off_the_writer() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("t.sqlite3");
-        let db = Db::open(&format!("sqlite://{}", path.display()), 2).expect("open");
-        let autocheckpoint = db
-            .write(|c| {
-                on_conn!(c, c => c.batch_execute("CREATE TABLE filler (x TEXT NOT NULL)"))?;
-                #[derive(QueryableByName)]
-                struct Setting {
-                    #[diesel(sql_type = BigInt)]
-                    wal_autocheckpoint: i64,
-                }
-                let setting: Setting =
-                    on_conn!(c, c => diesel::sql_query("PRAGMA wal_autocheckpoint").get_result(c))?;
-                Ok(setting.wal_autocheckpoint)
-            })
-            .await
-            .expect("create");
-        assert_eq!(autocheckpoint, 0, "the writer does not checkpoint");
-        let before = std::fs::metadata(&path).expect("database file").len();
-        db.write(|c| {
-            on_conn!(c, c => c.batch_execute(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) \
-                 INSERT INTO filler SELECT hex(randomblob(512)) FROM n"
-            ))?;
-            Ok(())
-        })
-        .await
-        .expect("fill");
-        let wanted = before + 4_000_000;
-        let mut size = before;
-        for _ in 0..600 {
-            size = std::fs::metadata(&path).expect("database file").len();
-            if size >= wanted {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(size >= wanted, "the database file stayed at {size} bytes");
     }
 }
