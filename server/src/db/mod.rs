@@ -133,6 +133,14 @@ const READER_CACHE_KIB: u32 = 2 * 1024;
 /// middle of its transactions and read them back from the file.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
+/// Pages the WAL grows by before the writer copies it into the database file, in its commit
+/// (SQLite's default is 1,000). A checkpoint copies each page once however often the log holds
+/// it, and a busy writer rewrites the same indicator and index pages in every batch: ten times
+/// the default gave a fifth more submissions per second at 64 devices, with a log of ~45 MB.
+/// (Checkpointing on another thread instead let the log grow without bound: a checkpoint that
+/// runs while the writer appends never copies the last frames, so the log never restarts.)
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+
 /// Opens connections for the pool and for the writer.
 #[derive(Debug, Clone)]
 pub struct Manager {
@@ -214,7 +222,9 @@ pub fn connect(url: &str) -> Result<(Manager, DbConn), AppError> {
     let mut conn = manager.open()?;
     migrate(&mut conn)?;
     if let DbConn::Sqlite(c) = &mut conn {
-        c.batch_execute(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
+        c.batch_execute(&format!(
+            "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
+        ))?;
     }
     Ok((manager, conn))
 }
@@ -382,7 +392,8 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_has_a_large_page_cache_and_readers_a_smaller_one_both_with_memory_temp_store() {
+    fn the_writer_has_a_large_page_cache_and_checkpoint_interval_and_readers_a_smaller_cache_all_with_memory_temp_store(
+    ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
         let (manager, mut writer) = connect(&url).expect("connect");
@@ -396,5 +407,17 @@ mod tests {
         assert_eq!(pragma(w, "temp_store"), 2);
         assert_eq!(pragma(r, "temp_store"), 2);
         assert_eq!(pragma(w, "synchronous"), 2, "FULL: every commit durable");
+        #[derive(QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = BigInt)]
+            wal_autocheckpoint: i64,
+        }
+        let checkpoint = |c: &mut SqliteConnection| {
+            diesel::sql_query("PRAGMA wal_autocheckpoint")
+                .get_result::<Setting>(c)
+                .expect("wal_autocheckpoint")
+                .wal_autocheckpoint
+        };
+        assert_eq!(checkpoint(w), i64::from(WRITER_CHECKPOINT_PAGES));
     }
 }
