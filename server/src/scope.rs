@@ -381,25 +381,34 @@ pub fn index_areas(conn: &mut Conn<'_>, submission_id: i64) -> Result<(), AppErr
     let mut codes = std::collections::BTreeSet::new();
     if let Some((Some(hamlet), activity_date)) = current {
         let today = crate::areas::today();
-        for date in [activity_date.unwrap_or(today), today] {
-            if let Some(area) = crate::areas::find_on(conn, &hamlet, date)? {
-                for a in crate::areas::ancestors(conn, &area)? {
-                    codes.insert(a.code);
-                }
-                codes.insert(area.code);
+        let versions = crate::areas::versions_of(conn, &hamlet)?;
+        let on = |date| versions.iter().find(|a| a.valid_on(date));
+        let (then, now) = (on(activity_date.unwrap_or(today)), on(today));
+        // Usually the same version: its chain is read once.
+        let now = now.filter(|n| then.is_none_or(|t| t.id != n.id));
+        for area in then.into_iter().chain(now) {
+            for a in crate::areas::ancestors(conn, area)? {
+                codes.insert(a.code);
             }
+            codes.insert(area.code.clone());
         }
     }
     on_conn!(conn, c => diesel::delete(
         submission_areas::table.filter(submission_areas::submission_id.eq(submission_id)),
     )
     .execute(c))?;
-    for code in codes {
-        on_conn!(conn, c => diesel::insert_into(submission_areas::table)
-            .values((
+    let rows: Vec<_> = codes
+        .into_iter()
+        .map(|code| {
+            (
                 submission_areas::submission_id.eq(submission_id),
                 submission_areas::area_code.eq(code),
-            ))
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        on_conn!(conn, c => diesel::insert_into(submission_areas::table)
+            .values(&rows)
             .execute(c))?;
     }
     Ok(())
