@@ -110,9 +110,11 @@ impl Indicators {
 /// Brings the figures up to date with one submission: its current version and review state.
 ///
 /// This is the one hook for every change to a submission. Call it inside the same write
-/// transaction as the change, after making it: storing a new submission, an edit or an older
-/// version (`openrosa::submission`), a review state change (the review code must call it after
-/// every update of `submissions.review_state`), an erasure. `by` is the user who made the
+/// transaction (`Conn::write_transaction`) as the change, after making it: storing a new
+/// submission, an edit or an older version (`openrosa::submission`), a review state change (the
+/// review code must call it after every update of `submissions.review_state`), an erasure. On
+/// PostgreSQL that transaction keeps the writers of other server instances out until it
+/// commits, so no other write changes the facts read here meanwhile. `by` is the user who made the
 /// change, recorded on revisions of closed periods. Calling it when nothing changed costs two
 /// small reads.
 pub fn refresh_submission(
@@ -142,10 +144,6 @@ pub fn refresh_submissions(
     let by: BTreeMap<i64, Option<i64>> =
         refreshes.iter().map(|r| (r.submission_id, r.by)).collect();
     let ids: Vec<i64> = by.keys().copied().collect();
-    // In id order: two instances' writers never wait for each other's locks in a cycle.
-    for id in &ids {
-        store::lock(conn, &format!("submission:{id}"))?;
-    }
     let before = store::applied(conn, &ids)?;
     let mut current = store::load_current(conn, &ids)?;
     let changed: Vec<(i64, Option<Applied>, Option<Applied>)> = ids

@@ -17,18 +17,6 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
 
-/// Serializes, until the end of the transaction, changes to one submission's contribution or
-/// to one key's records across server instances sharing a PostgreSQL database (within one
-/// instance the single writer already does). SQLite has one writer at a time anyway.
-pub fn lock(conn: &mut Conn<'_>, what: &str) -> Result<(), AppError> {
-    if matches!(conn, Conn::Pg(_)) {
-        let mut sql = Sql::new(conn, "SELECT pg_advisory_xact_lock(hashtextextended(");
-        sql.bind(format!("fieldtally:{what}")).push(", 0))");
-        sql.execute(conn)?;
-    }
-    Ok(())
-}
-
 /// The contribution a submission has applied: which version, counted in which bases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
@@ -527,7 +515,6 @@ pub fn apply(
     }
     for ((n, key), by) in touched {
         let measure = defs.measure(n).map(|m| m.id.clone()).unwrap_or_default();
-        lock(conn, &format!("key:{measure}:{key}"))?;
         // As stored: the old facts of the changed submissions are still there.
         let mut facts = facts_of_key(conn, defs, &measure, &key, interner)?;
         // Sorted as everywhere else: a key's latest fact in a submission is then always the same.
