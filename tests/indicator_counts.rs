@@ -1075,6 +1075,56 @@ fn closing_a_period_freezes_its_figures_and_later_changes_are_listed_as_revision
             .len(),
         2
     );
+    // Late submissions stored together in one writer batch: each revision lists its own
+    // submission's change, a distinct key counting for the first of its submissions.
+    let late1 = lab.new_version(
+        "policy_dialogue",
+        "T-B1",
+        "2025-01-20",
+        dialogue("commune", 7, 3),
+    );
+    let late2 = lab.new_version(
+        "policy_dialogue",
+        "T-B2",
+        "2025-02-20",
+        dialogue("commune", 11, 5),
+    );
+    let visit1 = lab
+        .new_version(
+            "safe_birth_outreach",
+            "T-A1",
+            "2025-03-10",
+            outreach("yes", "08", 1998, &["none"]),
+        )
+        .key("K-late");
+    let visit2 = lab
+        .new_version(
+            "safe_birth_outreach",
+            "T-A1",
+            "2025-03-20",
+            outreach("yes", "08", 1998, &["none"]),
+        )
+        .key("K-late");
+    lab.submit_together(&[late1.clone(), late2.clone(), visit1.clone(), visit2.clone()]);
+    let detail = lab
+        .tx(|c| closing::detail(c, Period::parse("2025-Q1")?))
+        .unwrap();
+    let of = |v: &lab::Version| {
+        detail
+            .revisions
+            .iter()
+            .find(|r| r.submission.as_deref() == Some(v.instance_id.as_str()))
+    };
+    for (v, participants) in [(&late1, 7), (&late2, 11)] {
+        let r = of(v).expect("a revision per late dialogue");
+        assert_eq!(r.reason, "new submission");
+        assert_eq!(r.by.as_deref(), Some("lan"));
+        assert_eq!(change(r, "participants", "2025-Q1"), Some(participants));
+        assert_eq!(change(r, "dialogues", "2025-Q1"), Some(1));
+    }
+    let women = |v: &lab::Version| of(v).and_then(|r| change(r, "women_counselled_all", "2025-Q1"));
+    assert_eq!(women(&visit1), Some(1));
+    assert_eq!(women(&visit2), None, "the same woman, already counted");
     // A period closes once.
     let again = lab.tx(|c| {
         let index = ind.area_index(c)?;
