@@ -139,7 +139,7 @@ fn writer(c: &mut Criterion) {
         let name = if savepoints {
             "store_and_refresh_100_per_tx_savepoint_each"
         } else {
-            "store_100_per_tx_refresh_together"
+            "store_100_together_refresh_together"
         };
         group.bench_function(name, |b| {
             b.iter_batched(
@@ -151,9 +151,8 @@ fn writer(c: &mut Criterion) {
                 },
                 |batch| {
                     tx(&mut conn, |c| {
-                        let mut refreshes = Vec::new();
-                        for inc in &batch {
-                            if savepoints {
+                        if savepoints {
+                            for inc in &batch {
                                 c.transaction(|c| {
                                     let stored = submissions::store(c, inc)?;
                                     indicators::refresh_submission(
@@ -163,14 +162,17 @@ fn writer(c: &mut Criterion) {
                                         Some(collector),
                                     )
                                 })?;
-                            } else {
-                                let stored = submissions::store(c, inc)?;
-                                refreshes.push(Refresh {
-                                    submission_id: stored.submission_id,
-                                    by: Some(collector),
-                                });
                             }
+                            return Ok(());
                         }
+                        let incs: Vec<&Incoming> = batch.iter().collect();
+                        let refreshes: Vec<Refresh> = submissions::store_all(c, &incs)?
+                            .into_iter()
+                            .map(|stored| Refresh {
+                                submission_id: stored.submission_id,
+                                by: Some(collector),
+                            })
+                            .collect();
                         indicators::refresh_submissions(c, &ind, &refreshes)
                     })
                 },

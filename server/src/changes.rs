@@ -52,13 +52,30 @@ pub fn record(
     kind: Kind,
     at: NaiveDateTime,
 ) -> Result<(), AppError> {
+    record_all(conn, &[(submission_id, instance_id, kind, at)])
+}
+
+/// Records several changes, in order, with one statement.
+pub fn record_all(
+    conn: &mut Conn<'_>,
+    changes: &[(i64, &str, Kind, NaiveDateTime)],
+) -> Result<(), AppError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = changes
+        .iter()
+        .map(|(submission_id, instance_id, kind, at)| {
+            (
+                submission_changes::submission_id.eq(*submission_id),
+                submission_changes::instance_id.eq(*instance_id),
+                submission_changes::kind.eq(kind.as_str()),
+                submission_changes::at.eq(*at),
+            )
+        })
+        .collect();
     on_conn!(conn, c => diesel::insert_into(submission_changes::table)
-        .values((
-            submission_changes::submission_id.eq(submission_id),
-            submission_changes::instance_id.eq(instance_id),
-            submission_changes::kind.eq(kind.as_str()),
-            submission_changes::at.eq(at),
-        ))
+        .values(&rows)
         .execute(c))?;
     Ok(())
 }

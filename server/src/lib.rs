@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod openrosa;
 pub mod ops;
 pub mod photos;
+pub mod posts;
 pub mod protection;
 pub mod push;
 pub mod review;
@@ -98,6 +99,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         metrics: Default::default(),
         geometry_cache: Default::default(),
         refresher: indicators::refresher(indicators.clone()),
+        posts: Arc::new(posts::Posts),
         indicators,
         signing_keys: Default::default(),
     })

@@ -5,6 +5,8 @@
 //! with [`Scope::require`], queries over submissions with [`visible_submissions!`], single
 //! submissions with [`ensure_visible`]. No other module decides visibility.
 
+use std::collections::BTreeSet;
+
 use diesel::prelude::*;
 
 use crate::db::schema::submissions;
@@ -378,32 +380,78 @@ pub fn index_areas(conn: &mut Conn<'_>, submission_id: i64) -> Result<(), AppErr
         .select((submission_versions::hamlet_code, submission_versions::activity_date))
         .first(c)
         .optional())?;
-    let mut codes = std::collections::BTreeSet::new();
-    if let Some((Some(hamlet), activity_date)) = current {
-        let today = crate::areas::today();
-        let versions = crate::areas::versions_of(conn, &hamlet)?;
-        let on = |date| versions.iter().find(|a| a.valid_on(date));
-        let (then, now) = (on(activity_date.unwrap_or(today)), on(today));
-        // Usually the same version: its chain is read once.
-        let now = now.filter(|n| then.is_none_or(|t| t.id != n.id));
-        for area in then.into_iter().chain(now) {
-            for a in crate::areas::ancestors(conn, area)? {
-                codes.insert(a.code);
-            }
-            codes.insert(area.code.clone());
-        }
-    }
+    let codes = match current {
+        Some((Some(hamlet), activity_date)) => area_codes(conn, &[(&hamlet, activity_date)])?
+            .pop()
+            .unwrap_or_default(),
+        _ => BTreeSet::new(),
+    };
     on_conn!(conn, c => diesel::delete(
         submission_areas::table.filter(submission_areas::submission_id.eq(submission_id)),
     )
     .execute(c))?;
-    let rows: Vec<_> = codes
-        .into_iter()
-        .map(|code| {
-            (
-                submission_areas::submission_id.eq(submission_id),
-                submission_areas::area_code.eq(code),
-            )
+    add_area_index(conn, &[(submission_id, &codes)])
+}
+
+/// The codes of the areas a submission from `hamlet` with `activity_date` lies in, for each
+/// such pair: the hamlet's chain on the activity date (today without one) and, if a reform has
+/// moved the hamlet since, its chain today.
+pub fn area_codes(
+    conn: &mut Conn<'_>,
+    places: &[(&str, Option<chrono::NaiveDate>)],
+) -> Result<Vec<BTreeSet<String>>, AppError> {
+    let mut hamlets: Vec<&str> = places.iter().map(|(h, _)| *h).collect();
+    hamlets.sort_unstable();
+    hamlets.dedup();
+    let versions = crate::areas::versions_of_all(conn, &hamlets)?;
+    let today = crate::areas::today();
+    let starts: Vec<Vec<&crate::areas::Area>> = places
+        .iter()
+        .map(|(hamlet, activity_date)| {
+            let versions = versions.get(*hamlet).map(Vec::as_slice).unwrap_or_default();
+            let on = |date| versions.iter().find(|a| a.valid_on(date));
+            let (then, now) = (on(activity_date.unwrap_or(today)), on(today));
+            // Usually the same version: its chain is read once.
+            let now = now.filter(|n| then.is_none_or(|t| t.id != n.id));
+            then.into_iter().chain(now).collect()
+        })
+        .collect();
+    let all: Vec<&crate::areas::Area> = starts.iter().flatten().copied().collect();
+    let mut chains = crate::areas::ancestors_of_all(conn, &all)?.into_iter();
+    Ok(starts
+        .iter()
+        .map(|areas| {
+            let mut codes = BTreeSet::new();
+            for area in areas {
+                codes.insert(area.code.clone());
+                codes.extend(
+                    chains
+                        .next()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| a.code),
+                );
+            }
+            codes
+        })
+        .collect())
+}
+
+/// Adds the area index rows of submissions that have none yet: (submission id, area codes).
+pub fn add_area_index(
+    conn: &mut Conn<'_>,
+    submissions: &[(i64, &BTreeSet<String>)],
+) -> Result<(), AppError> {
+    use crate::db::schema::submission_areas;
+    let rows: Vec<_> = submissions
+        .iter()
+        .flat_map(|(id, codes)| {
+            codes.iter().map(move |code| {
+                (
+                    submission_areas::submission_id.eq(*id),
+                    submission_areas::area_code.eq(code),
+                )
+            })
         })
         .collect();
     if !rows.is_empty() {

@@ -30,6 +30,9 @@ pub struct AppState {
     /// Refreshes the figures of the submissions a batch of writes stored (one for the server,
     /// so that the writer can group them).
     pub refresher: Refresher,
+    /// The writer's kind of write for submission POSTs, stored together with those of their
+    /// batch.
+    pub posts: Arc<crate::posts::Posts>,
     /// Access token verification keys by `kid` (see `auth::signing`).
     pub signing_keys: KeyCache,
 }

@@ -179,78 +179,135 @@ fn check_form_open(conn: &mut Conn<'_>, form_id: &str, version: &str) -> Result<
 }
 
 /// Inserts one version row and its attachment rows; `carried` gives files of the previous
-/// version by name, used when an edit does not send a file again.
+/// version by name, used when an edit does not send a file again. Returns the version's id and
+/// how many of its attachments are still missing.
 fn insert_version(
     conn: &mut Conn<'_>,
     submission_id: i64,
     inc: &Incoming,
     is_current: bool,
     carried: &HashMap<String, IncomingFile>,
-) -> Result<i64, AppError> {
-    let id = &inc.identity;
-    let g = inc.geopoint;
-    let version_id: i64 = on_conn!(conn, c => diesel::insert_into(submission_versions::table)
-        .values((
-            submission_versions::submission_id.eq(submission_id),
-            submission_versions::instance_id.eq(&id.instance_id),
-            submission_versions::deprecated_id.eq(&id.deprecated_id),
-            submission_versions::form_version.eq(&id.version),
-            submission_versions::xml.eq(&inc.xml),
-            submission_versions::xml_sha256.eq(&inc.xml_sha256),
-            submission_versions::instance_name.eq(&id.instance_name),
-            submission_versions::collector_id.eq(inc.collector_id),
-            submission_versions::device_id.eq(&inc.device_id),
-            submission_versions::received_at.eq(inc.received_at),
-            submission_versions::geo_lat.eq(g.map(|g| g.lat)),
-            submission_versions::geo_lon.eq(g.map(|g| g.lon)),
-            submission_versions::geo_alt.eq(g.and_then(|g| g.alt)),
-            submission_versions::geo_accuracy.eq(g.and_then(|g| g.accuracy)),
-            submission_versions::fields.eq(&inc.fields_json),
-            submission_versions::is_current.eq(is_current),
-            submission_versions::hamlet_code.eq(&inc.derived.hamlet_code),
-            submission_versions::activity_date.eq(inc.derived.activity_date),
-            submission_versions::beneficiary_key.eq(&inc.derived.beneficiary_key),
-            submission_versions::sensitive.eq(&inc.derived.sensitive),
-        ))
-        .returning(submission_versions::id)
-        .get_result(c))?;
-    if let Some((field, value)) = &inc.consent {
-        on_conn!(conn, c => diesel::insert_into(submission_consent::table)
-            .values((
+) -> Result<(i64, i64), AppError> {
+    let mut inserted = insert_versions(
+        conn,
+        &[NewVersion {
+            submission_id,
+            inc,
+            is_current,
+            carried,
+        }],
+    )?;
+    inserted
+        .pop()
+        .ok_or_else(|| AppError::internal("the version was not inserted"))
+}
+
+/// A version to insert; see [`insert_version`].
+struct NewVersion<'a> {
+    submission_id: i64,
+    inc: &'a Incoming,
+    is_current: bool,
+    carried: &'a HashMap<String, IncomingFile>,
+}
+
+/// Inserts version rows (of distinct instanceIDs) and their consent, flag and attachment rows,
+/// a statement per table. Returns each version's id and its count of missing attachments.
+fn insert_versions(
+    conn: &mut Conn<'_>,
+    versions: &[NewVersion<'_>],
+) -> Result<Vec<(i64, i64)>, AppError> {
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            let (id, inc, g) = (&v.inc.identity, v.inc, v.inc.geopoint);
+            (
+                submission_versions::submission_id.eq(v.submission_id),
+                submission_versions::instance_id.eq(&id.instance_id),
+                submission_versions::deprecated_id.eq(&id.deprecated_id),
+                submission_versions::form_version.eq(&id.version),
+                submission_versions::xml.eq(&inc.xml),
+                submission_versions::xml_sha256.eq(&inc.xml_sha256),
+                submission_versions::instance_name.eq(&id.instance_name),
+                submission_versions::collector_id.eq(inc.collector_id),
+                submission_versions::device_id.eq(&inc.device_id),
+                submission_versions::received_at.eq(inc.received_at),
+                submission_versions::geo_lat.eq(g.map(|g| g.lat)),
+                submission_versions::geo_lon.eq(g.map(|g| g.lon)),
+                submission_versions::geo_alt.eq(g.and_then(|g| g.alt)),
+                submission_versions::geo_accuracy.eq(g.and_then(|g| g.accuracy)),
+                submission_versions::fields.eq(&inc.fields_json),
+                submission_versions::is_current.eq(v.is_current),
+                submission_versions::hamlet_code.eq(&inc.derived.hamlet_code),
+                submission_versions::activity_date.eq(inc.derived.activity_date),
+                submission_versions::beneficiary_key.eq(&inc.derived.beneficiary_key),
+                submission_versions::sensitive.eq(&inc.derived.sensitive),
+            )
+        })
+        .collect();
+    let ids: Vec<(i64, String)> = on_conn!(conn, c => diesel::insert_into(submission_versions::table)
+        .values(&rows)
+        .returning((submission_versions::id, submission_versions::instance_id))
+        .get_results(c))?;
+    let ids: HashMap<String, i64> = ids.into_iter().map(|(id, i)| (i, id)).collect();
+    let mut out = Vec::with_capacity(versions.len());
+    let (mut consent, mut flags, mut files) = (Vec::new(), Vec::new(), Vec::new());
+    for v in versions {
+        let inc = v.inc;
+        let version_id = *ids
+            .get(&inc.identity.instance_id)
+            .ok_or_else(|| AppError::internal("an inserted version has no id"))?;
+        if let Some((field, value)) = &inc.consent {
+            consent.push((
                 submission_consent::version_id.eq(version_id),
                 submission_consent::field.eq(field),
                 submission_consent::value.eq(value),
                 submission_consent::recorded_at.eq(inc.received_at),
-            ))
-            .execute(c))?;
-    }
-    for flag in &inc.derived.flags {
-        on_conn!(conn, c => diesel::insert_into(submission_flags::table)
-            .values((
+            ));
+        }
+        for flag in &inc.derived.flags {
+            flags.push((
                 submission_flags::version_id.eq(version_id),
                 submission_flags::flag.eq(flag),
-            ))
-            .execute(c))?;
-    }
-    for name in &inc.expected {
-        let file = inc
-            .files
-            .iter()
-            .find(|f| &f.name == name)
-            .or_else(|| carried.get(name));
-        let received_at = file.map(|_| inc.received_at);
-        on_conn!(conn, c => diesel::insert_into(attachments::table)
-            .values((
+            ));
+        }
+        let mut missing = 0;
+        for name in &inc.expected {
+            let file = inc
+                .files
+                .iter()
+                .find(|f| &f.name == name)
+                .or_else(|| v.carried.get(name));
+            missing += i64::from(file.is_none());
+            files.push((
                 attachments::version_id.eq(version_id),
                 attachments::name.eq(name),
                 attachments::sha256.eq(file.map(|f| &f.sha256)),
                 attachments::size.eq(file.map(|f| f.size)),
                 attachments::content_type.eq(file.map(|f| &f.content_type)),
-                attachments::received_at.eq(received_at),
-            ))
+                attachments::received_at.eq(file.map(|_| inc.received_at)),
+            ));
+        }
+        out.push((version_id, missing));
+    }
+    if !consent.is_empty() {
+        on_conn!(conn, c => diesel::insert_into(submission_consent::table)
+            .values(&consent)
             .execute(c))?;
     }
-    Ok(version_id)
+    if !flags.is_empty() {
+        on_conn!(conn, c => diesel::insert_into(submission_flags::table)
+            .values(&flags)
+            .execute(c))?;
+    }
+    if !files.is_empty() {
+        on_conn!(conn, c => diesel::insert_into(attachments::table)
+            .values(&files)
+            .execute(c))?;
+    }
+    Ok(out)
 }
 
 /// An attachment row as stored: the file is present once `sha256` is set.
@@ -325,7 +382,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
 
     // An edit of this instance arrived first: this is the older version of that submission.
     if let Some(newer) = version_deprecating(conn, &id.instance_id)? {
-        let version_id = insert_version(conn, newer.submission_id, inc, false, &HashMap::new())?;
+        let (_, missing) = insert_version(conn, newer.submission_id, inc, false, &HashMap::new())?;
         let predecessor_known = match &id.deprecated_id {
             Some(d) => version_by_instance(conn, d)?.is_some(),
             None => false,
@@ -339,7 +396,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
         return Ok(Stored {
             submission_id: newer.submission_id,
             outcome: Outcome::OlderVersion,
-            missing: missing_count(conn, version_id)?,
+            missing,
         });
     }
 
@@ -355,7 +412,7 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
             on_conn!(conn, c => diesel::update(submission_versions::table.find(old.id))
                 .set(submission_versions::is_current.eq(false))
                 .execute(c))?;
-            let version_id = insert_version(conn, old.submission_id, inc, true, &carried)?;
+            let (_, missing) = insert_version(conn, old.submission_id, inc, true, &carried)?;
             let from_state: String = on_conn!(conn, c => submissions::table
                 .find(old.submission_id)
                 .select(submissions::review_state)
@@ -404,44 +461,192 @@ pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
             return Ok(Stored {
                 submission_id: old.submission_id,
                 outcome: Outcome::Edited,
-                missing: missing_count(conn, version_id)?,
+                missing,
             });
         }
     }
 
-    let values = (
-        submissions::instance_id.eq(&id.instance_id),
-        submissions::form_id.eq(&id.form_id),
-        submissions::form_version.eq(&id.version),
-        submissions::collector_id.eq(inc.collector_id),
-        submissions::review_state.eq(STATE_RECEIVED),
-        submissions::created_at.eq(inc.received_at),
-        submissions::updated_at.eq(inc.received_at),
-    );
-    let submission_id: i64 = match unused_sqlite_id(conn)? {
-        Some(fresh) => on_conn!(conn, c => diesel::insert_into(submissions::table)
-            .values((submissions::id.eq(fresh), values))
-            .returning(submissions::id)
-            .get_result(c))?,
+    insert_new(conn, &[inc])?
+        .pop()
+        .ok_or_else(|| AppError::internal("the submission was not inserted"))
+}
+
+/// Stores the submission POSTs of one writer batch, with the effect of [`store`] on each in
+/// order. New submissions that nothing stored or in the batch refers to (the usual case) are
+/// inserted together, a statement per table; the others (repeats, edits, older versions,
+/// refusals) are stored one by one after them, which ends the same since the two share no
+/// instanceID.
+pub fn store_all(conn: &mut Conn<'_>, incs: &[&Incoming]) -> Result<Vec<Stored>, AppError> {
+    let fresh = independent_new(conn, incs)?;
+    let new: Vec<&Incoming> = incs
+        .iter()
+        .zip(&fresh)
+        .filter(|(_, f)| **f)
+        .map(|(inc, _)| *inc)
+        .collect();
+    let mut created = insert_new(conn, &new)?.into_iter();
+    let mut out = Vec::with_capacity(incs.len());
+    let mut later = Vec::new();
+    for (i, (inc, f)) in incs.iter().zip(&fresh).enumerate() {
+        if *f {
+            out.push(created.next());
+        } else {
+            out.push(None);
+            later.push((i, *inc));
+        }
+    }
+    for (i, inc) in later {
+        out[i] = Some(store(conn, inc)?);
+    }
+    out.into_iter()
+        .map(|s| s.ok_or_else(|| AppError::internal("a submission of the batch was not stored")))
+        .collect()
+}
+
+/// Which of `incs` are new submissions for an open form version whose instanceID no stored
+/// version and no other POST of the batch has or replaces, and that replace nothing.
+fn independent_new(conn: &mut Conn<'_>, incs: &[&Incoming]) -> Result<Vec<bool>, AppError> {
+    let ids: Vec<&str> = incs
+        .iter()
+        .map(|i| i.identity.instance_id.as_str())
+        .collect();
+    let stored: Vec<(String, Option<String>)> = on_conn!(conn, c => submission_versions::table
+        .filter(
+            submission_versions::instance_id
+                .eq_any(&ids)
+                .or(submission_versions::deprecated_id.eq_any(&ids)),
+        )
+        .select((submission_versions::instance_id, submission_versions::deprecated_id))
+        .load(c))?;
+    let mut forms: Vec<&str> = incs.iter().map(|i| i.identity.form_id.as_str()).collect();
+    forms.sort_unstable();
+    forms.dedup();
+    let open: Vec<(String, String)> = on_conn!(conn, c => form_versions::table
+        .filter(form_versions::form_id.eq_any(&forms))
+        .filter(form_versions::state.eq(FormState::Open.as_str()))
+        .select((form_versions::form_id, form_versions::version))
+        .load(c))?;
+    let mut named: HashMap<&str, usize> = HashMap::new();
+    for (instance_id, deprecated_id) in &stored {
+        *named.entry(instance_id).or_default() += 1;
+        if let Some(d) = deprecated_id {
+            *named.entry(d).or_default() += 1;
+        }
+    }
+    for inc in incs {
+        *named.entry(&inc.identity.instance_id).or_default() += 1;
+        if let Some(d) = &inc.identity.deprecated_id {
+            *named.entry(d).or_default() += 1;
+        }
+    }
+    Ok(incs
+        .iter()
+        .map(|inc| {
+            let id = &inc.identity;
+            id.deprecated_id.is_none()
+                && named.get(id.instance_id.as_str()) == Some(&1)
+                && open
+                    .iter()
+                    .any(|(f, v)| f == &id.form_id && v == &id.version)
+        })
+        .collect())
+}
+
+/// Inserts new submissions (of distinct instanceIDs, nothing referring to them) with their
+/// first versions, area index and change feed entries.
+fn insert_new(conn: &mut Conn<'_>, incs: &[&Incoming]) -> Result<Vec<Stored>, AppError> {
+    if incs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<_> = incs
+        .iter()
+        .map(|inc| {
+            let id = &inc.identity;
+            (
+                submissions::instance_id.eq(&id.instance_id),
+                submissions::form_id.eq(&id.form_id),
+                submissions::form_version.eq(&id.version),
+                submissions::collector_id.eq(inc.collector_id),
+                submissions::review_state.eq(STATE_RECEIVED),
+                submissions::created_at.eq(inc.received_at),
+                submissions::updated_at.eq(inc.received_at),
+            )
+        })
+        .collect();
+    let ids: Vec<(i64, String)> = match unused_sqlite_id(conn)? {
+        Some(first) => {
+            let rows: Vec<_> = (first..)
+                .zip(values)
+                .map(|(fresh, v)| (submissions::id.eq(fresh), v))
+                .collect();
+            on_conn!(conn, c => diesel::insert_into(submissions::table)
+                .values(&rows)
+                .returning((submissions::id, submissions::instance_id))
+                .get_results(c))?
+        }
         None => on_conn!(conn, c => diesel::insert_into(submissions::table)
-            .values(values)
-            .returning(submissions::id)
-            .get_result(c))?,
+            .values(&values)
+            .returning((submissions::id, submissions::instance_id))
+            .get_results(c))?,
     };
-    let version_id = insert_version(conn, submission_id, inc, true, &HashMap::new())?;
-    crate::scope::index_areas(conn, submission_id)?;
-    crate::changes::record(
-        conn,
-        submission_id,
-        &id.instance_id,
-        crate::changes::Kind::Created,
-        inc.received_at,
-    )?;
-    Ok(Stored {
-        submission_id,
-        outcome: Outcome::Created,
-        missing: missing_count(conn, version_id)?,
-    })
+    let ids: HashMap<String, i64> = ids.into_iter().map(|(id, i)| (i, id)).collect();
+    let submission_ids = incs
+        .iter()
+        .map(|inc| {
+            ids.get(&inc.identity.instance_id)
+                .copied()
+                .ok_or_else(|| AppError::internal("an inserted submission has no id"))
+        })
+        .collect::<Result<Vec<i64>, AppError>>()?;
+    let none = HashMap::new();
+    let versions: Vec<NewVersion<'_>> = incs
+        .iter()
+        .zip(&submission_ids)
+        .map(|(inc, submission_id)| NewVersion {
+            submission_id: *submission_id,
+            inc,
+            is_current: true,
+            carried: &none,
+        })
+        .collect();
+    let inserted = insert_versions(conn, &versions)?;
+
+    let placed: Vec<(i64, (&str, Option<NaiveDate>))> = incs
+        .iter()
+        .zip(&submission_ids)
+        .filter_map(|(inc, id)| {
+            let hamlet = inc.derived.hamlet_code.as_deref()?;
+            Some((*id, (hamlet, inc.derived.activity_date)))
+        })
+        .collect();
+    let places: Vec<(&str, Option<NaiveDate>)> = placed.iter().map(|(_, p)| *p).collect();
+    let codes = crate::scope::area_codes(conn, &places)?;
+    let index: Vec<(i64, &std::collections::BTreeSet<String>)> =
+        placed.iter().map(|(id, _)| *id).zip(&codes).collect();
+    crate::scope::add_area_index(conn, &index)?;
+
+    let changes: Vec<_> = incs
+        .iter()
+        .zip(&submission_ids)
+        .map(|(inc, id)| {
+            (
+                *id,
+                inc.identity.instance_id.as_str(),
+                crate::changes::Kind::Created,
+                inc.received_at,
+            )
+        })
+        .collect();
+    crate::changes::record_all(conn, &changes)?;
+    Ok(submission_ids
+        .into_iter()
+        .zip(inserted)
+        .map(|(submission_id, (_, missing))| Stored {
+            submission_id,
+            outcome: Outcome::Created,
+            missing,
+        })
+        .collect())
 }
 
 /// On SQLite, the id for a new submission. Without AUTOINCREMENT SQLite gives a new row the

@@ -193,7 +193,8 @@ impl Lab {
              DELETE FROM submission_flags; DELETE FROM attachments; \
              DELETE FROM submission_areas; DELETE FROM submission_reviews; \
              DELETE FROM submission_comments; DELETE FROM submission_consent; \
-             DELETE FROM submission_versions; DELETE FROM submissions;",
+             DELETE FROM submission_versions; DELETE FROM submission_changes; \
+             DELETE FROM submissions;",
         );
     }
 
@@ -266,23 +267,22 @@ impl Lab {
         self.post(v).expect("stored")
     }
 
-    /// Stores versions in one transaction and refreshes their figures together at its end, as
-    /// the server's writer does with the submissions of one batch.
+    /// Stores versions together in one transaction and refreshes their figures together at its
+    /// end, as the server's writer does with the submissions of one batch.
     pub fn submit_together(&mut self, vs: &[Version]) {
         let incoming: Vec<Incoming> = vs.iter().map(|v| self.incoming(v)).collect();
         let ind = std::mem::replace(&mut self.indicators, Indicators::new(Default::default()));
         let collector = self.collector;
         self.tx(|c| {
-            let mut refreshes = Vec::new();
-            for inc in &incoming {
-                let stored = submissions::store(c, inc)?;
-                if stored.outcome != submissions::Outcome::Duplicate {
-                    refreshes.push(Refresh {
-                        submission_id: stored.submission_id,
-                        by: Some(collector),
-                    });
-                }
-            }
+            let incs: Vec<&Incoming> = incoming.iter().collect();
+            let refreshes: Vec<Refresh> = submissions::store_all(c, &incs)?
+                .into_iter()
+                .filter(|stored| stored.outcome != submissions::Outcome::Duplicate)
+                .map(|stored| Refresh {
+                    submission_id: stored.submission_id,
+                    by: Some(collector),
+                })
+                .collect();
             indicators::refresh_submissions(c, &ind, &refreshes)
         })
         .expect("stored together");

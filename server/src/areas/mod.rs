@@ -97,15 +97,14 @@ impl Area {
     }
 }
 
+/// How many levels above an area its chain may reach; deeper means a corrupted table.
+const MAX_DEPTH: usize = 8;
+
 /// Every version of the areas with this code, oldest first.
 pub fn versions_of(conn: &mut Conn<'_>, code: &str) -> Result<Vec<Area>, AppError> {
-    let mut rows: Vec<Area> = on_conn!(conn, c => areas::table
-        .filter(areas::code.eq(code))
-        .select(Area::as_select())
-        .load(c))?;
-    // `None` (valid since before the records) sorts first.
-    rows.sort_by_key(|a| a.valid_from);
-    Ok(rows)
+    Ok(versions_of_all(conn, &[code])?
+        .remove(code)
+        .unwrap_or_default())
 }
 
 /// The version of `code` valid on `date`, if any.
@@ -150,16 +149,79 @@ pub fn get(conn: &mut Conn<'_>, id: i64) -> Result<Area, AppError> {
 
 /// Parent, grandparent… up to the top, nearest first.
 pub fn ancestors(conn: &mut Conn<'_>, area: &Area) -> Result<Vec<Area>, AppError> {
-    let mut out: Vec<Area> = Vec::new();
-    let mut next = area.parent_id;
-    while let Some(id) = next {
-        // The import refuses cycles; the bound keeps a corrupted table from looping.
-        if out.len() > 8 {
+    Ok(ancestors_of_all(conn, &[area])?.pop().unwrap_or_default())
+}
+
+/// The ancestors of each of `starts` (as [`ancestors`]), read a level at a time for all of them.
+pub fn ancestors_of_all(conn: &mut Conn<'_>, starts: &[&Area]) -> Result<Vec<Vec<Area>>, AppError> {
+    let mut known: HashMap<i64, Area> = HashMap::new();
+    let mut wanted: Vec<i64> = starts.iter().filter_map(|a| a.parent_id).collect();
+    // The import refuses cycles; the bound keeps a corrupted table from looping.
+    for _ in 0..=MAX_DEPTH {
+        wanted.retain(|id| !known.contains_key(id));
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
             break;
         }
-        let parent = get(conn, id)?;
-        next = parent.parent_id;
-        out.push(parent);
+        // One parent is looked up by itself: see `versions_of_all`.
+        let rows: Vec<Area> = match wanted.as_slice() {
+            [id] => on_conn!(conn, c => areas::table
+                .filter(areas::id.eq(id))
+                .select(Area::as_select())
+                .load(c))?,
+            _ => on_conn!(conn, c => areas::table
+                .filter(areas::id.eq_any(&wanted))
+                .select(Area::as_select())
+                .load(c))?,
+        };
+        if rows.len() != wanted.len() {
+            return Err(diesel::result::Error::NotFound.into());
+        }
+        wanted = rows.iter().filter_map(|a| a.parent_id).collect();
+        known.extend(rows.into_iter().map(|a| (a.id, a)));
+    }
+    Ok(starts
+        .iter()
+        .map(|area| {
+            let mut chain: Vec<Area> = Vec::new();
+            let mut next = area.parent_id;
+            while let Some(parent) = next.and_then(|id| known.get(&id)) {
+                if chain.len() > MAX_DEPTH {
+                    break;
+                }
+                next = parent.parent_id;
+                chain.push(parent.clone());
+            }
+            chain
+        })
+        .collect())
+}
+
+/// Every version of the areas with these codes, by code, oldest first.
+pub fn versions_of_all(
+    conn: &mut Conn<'_>,
+    codes: &[&str],
+) -> Result<HashMap<String, Vec<Area>>, AppError> {
+    // PostgreSQL plans `= ANY($1)` about ten times slower than `= $1` (1 ms against 0.1 ms on
+    // the benchmark machine), and most lookups are of one code or one parent.
+    let rows: Vec<Area> = match codes {
+        [code] => on_conn!(conn, c => areas::table
+            .filter(areas::code.eq(code))
+            .select(Area::as_select())
+            .load(c))?,
+        _ => on_conn!(conn, c => areas::table
+            .filter(areas::code.eq_any(codes))
+            .select(Area::as_select())
+            .load(c))?,
+    };
+    let mut out: HashMap<String, Vec<Area>> = HashMap::new();
+    for a in rows {
+        out.entry(a.code.clone()).or_default().push(a);
+    }
+    for versions in out.values_mut() {
+        // `None` (valid since before the records) sorts first.
+        versions.sort_by_key(|a| a.valid_from);
     }
     Ok(out)
 }

@@ -86,22 +86,62 @@ pub fn is_replayed(e: &AppError) -> bool {
 /// Records the use in the database; a use seen before is refused with [`replayed`]. Runs in the
 /// writer, in the same transaction as the request's own write.
 pub fn record(conn: &mut Conn<'_>, u: &NonceUse, now: NaiveDateTime) -> Result<(), AppError> {
-    let seen: i64 = on_conn!(conn, c => digest_nonce_uses::table
-        .find((&u.nonce, &u.nc, &u.cnonce))
-        .count()
-        .get_result(c))?;
-    if seen > 0 {
-        return Err(replayed());
+    record_all(conn, &[(u, now)])
+}
+
+/// Records the uses (and their times) of several requests written together; if any was seen
+/// before, or comes twice among them, nothing is recorded and the answer is [`replayed`].
+pub fn record_all(
+    conn: &mut Conn<'_>,
+    uses: &[(&NonceUse, NaiveDateTime)],
+) -> Result<(), AppError> {
+    if uses.is_empty() {
+        return Ok(());
     }
+    // Each use exactly: a phone keeps one nonce for many requests, so reading every use of
+    // the nonces would read thousands of rows.
+    let stored: Vec<(String, String, String)> = on_conn!(conn, c => {
+        let mut q = digest_nonce_uses::table
+            .select((
+                digest_nonce_uses::nonce,
+                digest_nonce_uses::nc,
+                digest_nonce_uses::cnonce,
+            ))
+            .into_boxed();
+        for (u, _) in uses {
+            q = q.or_filter(
+                digest_nonce_uses::nonce
+                    .eq(&u.nonce)
+                    .and(digest_nonce_uses::nc.eq(&u.nc))
+                    .and(digest_nonce_uses::cnonce.eq(&u.cnonce)),
+            );
+        }
+        q.load(c)
+    })?;
+    let mut seen: HashSet<(&str, &str, &str)> = stored
+        .iter()
+        .map(|(n, nc, cn)| (n.as_str(), nc.as_str(), cn.as_str()))
+        .collect();
+    for (u, _) in uses {
+        if !seen.insert((&u.nonce, &u.nc, &u.cnonce)) {
+            return Err(replayed());
+        }
+    }
+    let rows: Vec<_> = uses
+        .iter()
+        .map(|(u, at)| {
+            (
+                digest_nonce_uses::nonce.eq(&u.nonce),
+                digest_nonce_uses::nc.eq(&u.nc),
+                digest_nonce_uses::cnonce.eq(&u.cnonce),
+                digest_nonce_uses::used_at.eq(*at),
+            )
+        })
+        .collect();
     // Two instances inserting the same use at once: one gets a unique violation, the writer
     // runs the write again, and the check above refuses it.
     on_conn!(conn, c => diesel::insert_into(digest_nonce_uses::table)
-        .values((
-            digest_nonce_uses::nonce.eq(&u.nonce),
-            digest_nonce_uses::nc.eq(&u.nc),
-            digest_nonce_uses::cnonce.eq(&u.cnonce),
-            digest_nonce_uses::used_at.eq(now),
-        ))
+        .values(&rows)
         .execute(c))?;
     Ok(())
 }
@@ -160,6 +200,25 @@ mod tests {
         record(&mut conn, &u("2"), now)?;
         assert_eq!(purge(&mut conn, now + chrono::Duration::seconds(1))?, 2);
         record(&mut conn, &u("1"), now)?;
+        Ok(())
+    }
+
+    #[test]
+    fn uses_recorded_together_are_refused_whole_when_one_was_seen_or_repeats(
+    ) -> Result<(), AppError> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        let (_, mut db) = crate::db::connect(&url)?;
+        let mut conn = db.conn();
+        let now = crate::users::now();
+        record_all(&mut conn, &[(&u("1"), now), (&u("2"), now)])?;
+        let repeated = record_all(&mut conn, &[(&u("3"), now), (&u("3"), now)]).unwrap_err();
+        assert!(is_replayed(&repeated));
+        let seen_before = record_all(&mut conn, &[(&u("4"), now), (&u("2"), now)]).unwrap_err();
+        assert!(is_replayed(&seen_before));
+        record_all(&mut conn, &[(&u("3"), now), (&u("4"), now)])?;
+        assert!(is_replayed(&record(&mut conn, &u("4"), now).unwrap_err()));
+        assert_eq!(purge(&mut conn, now + chrono::Duration::seconds(1))?, 4);
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 pub mod schema;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -17,7 +18,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::AppError;
-pub use writer::{Refresh, Refresher, Writer, WriterStats};
+pub use writer::{Answers, Grouped, Refresh, Refresher, Writer, WriterStats};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -320,6 +321,17 @@ impl Db {
         T: Send + 'static,
     {
         self.writer.run_refreshing(refresher, f).await
+    }
+
+    /// Like [`Db::write_refreshing`], for a write of the kind `group`: the writes of that kind
+    /// next to it in its batch are applied together, by one call.
+    pub async fn write_grouped<G: Grouped>(
+        &self,
+        group: Arc<G>,
+        refresher: Option<Refresher>,
+        item: G::Item,
+    ) -> Result<G::Out, AppError> {
+        self.writer.run_grouped(group, refresher, item).await
     }
 
     pub fn writer_stats(&self) -> &WriterStats {

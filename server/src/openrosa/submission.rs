@@ -21,11 +21,9 @@ use sha2::{Digest, Sha256};
 use super::xml;
 use crate::auth::replay;
 use crate::auth::Collector;
-use crate::db::Refresh;
 use crate::error::{AppError, OpenRosaError};
 use crate::forms;
 use crate::protection;
-use crate::push;
 use crate::state::AppState;
 use crate::submissions::{self, Incoming, IncomingFile, Outcome, Stored};
 
@@ -416,7 +414,7 @@ async fn receive(
     .await
     .map_err(AppError::from)??;
 
-    let incoming = Arc::new(Incoming {
+    let incoming = Incoming {
         xml_sha256,
         identity,
         fields_json,
@@ -429,33 +427,14 @@ async fn receive(
         files,
         received_at,
         consent,
-    });
-    let nonce_use = collector.nonce_use;
-    let collector_id = collector.user.id;
+    };
+    let post = crate::posts::Post {
+        incoming,
+        nonce_use: collector.nonce_use,
+    };
     let result = state
         .db
-        .write_refreshing(state.refresher.clone(), move |conn| {
-            if let Some(u) = &nonce_use {
-                replay::record(conn, u, incoming.received_at)?;
-            }
-            let stored = submissions::store(conn, &incoming)?;
-            // In the same transaction (at its end, with the batch's other submissions): the
-            // figures never lag behind the data.
-            let refresh = (stored.outcome != Outcome::Duplicate).then_some(Refresh {
-                submission_id: stored.submission_id,
-                by: Some(collector_id),
-            });
-            // In the same transaction too: a webhook is sent exactly when the change commits.
-            let event = match stored.outcome {
-                Outcome::Created => Some(push::webhook::CREATED),
-                Outcome::Edited => Some(push::webhook::EDITED),
-                Outcome::OlderVersion | Outcome::Duplicate => None,
-            };
-            if let Some(event) = event {
-                push::webhook::enqueue_submission_event(conn, stored.submission_id, event, None)?;
-            }
-            Ok((stored, refresh))
-        })
+        .write_grouped(state.posts.clone(), Some(state.refresher.clone()), post)
         .await;
     drop(blob_lock);
     let stored = match result {

@@ -57,8 +57,35 @@ pub fn enqueue_submission_event(
     event: &str,
     previous_state: Option<&str>,
 ) -> Result<usize, AppError> {
-    let targets: Vec<_> = super::enabled(conn, Kind::Webhook)?
-        .into_iter()
+    let targets = super::enabled(conn, Kind::Webhook)?;
+    enqueue_to(conn, &targets, submission_id, event, previous_state)
+}
+
+/// Queues the events `(submission id, event)` of several submissions, in order, reading the
+/// enabled webhooks once.
+pub fn enqueue_submission_events(
+    conn: &mut Conn<'_>,
+    events: &[(i64, &str)],
+) -> Result<(), AppError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let targets = super::enabled(conn, Kind::Webhook)?;
+    for (submission_id, event) in events {
+        enqueue_to(conn, &targets, *submission_id, event, None)?;
+    }
+    Ok(())
+}
+
+fn enqueue_to(
+    conn: &mut Conn<'_>,
+    targets: &[super::Target],
+    submission_id: i64,
+    event: &str,
+    previous_state: Option<&str>,
+) -> Result<usize, AppError> {
+    let targets: Vec<_> = targets
+        .iter()
         .filter(|t| t.settings.events.iter().any(|e| e == event))
         .collect();
     if targets.is_empty() {
