@@ -265,11 +265,25 @@ impl Output for CsvZip {
 }
 
 /// An XLSX workbook in constant-memory mode: each sheet's rows go to a temporary file as they
-/// are written.
+/// are written. A table with more rows than a sheet holds goes on in another sheet, named after
+/// it with the sheet's number ("members (2)"), under the same header.
 pub struct Xlsx {
     workbook: rust_xlsxwriter::Workbook,
-    next_row: Vec<u32>,
+    sheets: Vec<TableSheet>,
+    taken: Vec<String>,
+    bold: rust_xlsxwriter::Format,
+    /// Rows of a sheet, its header included: the most Excel holds.
+    rows_per_sheet: u32,
     path: PathBuf,
+}
+
+/// Where a table's rows go: the workbook index of its current sheet and that sheet's next row.
+struct TableSheet {
+    name: String,
+    headers: Vec<String>,
+    index: usize,
+    next_row: u32,
+    count: u32,
 }
 
 fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> AppError {
@@ -279,21 +293,23 @@ fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> AppError {
 /// Most rows a sheet holds.
 const XLSX_MAX_ROWS: u32 = 1_048_576;
 
-/// A sheet name Excel accepts: at most 31 characters, none of `[]:*?/\`, unique.
-fn sheet_name(name: &str, taken: &[String]) -> String {
+/// A sheet name Excel accepts: at most 31 characters, none of `[]:*?/\`, unique, ending in
+/// `suffix`.
+fn sheet_name(name: &str, suffix: &str, taken: &[String]) -> String {
     let clean: String = name
         .chars()
         .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
         .collect();
     let mut n = 1;
     loop {
-        let suffix = if n == 1 {
+        let unique = if n == 1 {
             String::new()
         } else {
             format!("~{n}")
         };
-        let base: String = clean.chars().take(31 - suffix.chars().count()).collect();
-        let candidate = format!("{base}{suffix}");
+        let keep = 31 - unique.chars().count() - suffix.chars().count();
+        let base: String = clean.chars().take(keep).collect();
+        let candidate = format!("{base}{unique}{suffix}");
         if !taken.iter().any(|t| t.eq_ignore_ascii_case(&candidate)) {
             return candidate;
         }
@@ -305,43 +321,69 @@ impl Xlsx {
     pub fn create(layout: &Layout, path: &Path, tmp: &Path) -> Result<Xlsx, AppError> {
         let mut workbook = rust_xlsxwriter::Workbook::new();
         workbook.set_tempdir(tmp).map_err(xlsx_error)?;
-        let bold = rust_xlsxwriter::Format::new().set_bold();
-        let mut taken = Vec::new();
-        for (i, t) in layout.tables.iter().enumerate() {
-            let name = sheet_name(&t.name, &taken);
-            taken.push(name.clone());
-            let sheet = workbook
-                .add_worksheet_with_constant_memory()
-                .map_err(xlsx_error)?;
-            sheet.set_name(name).map_err(xlsx_error)?;
-            for (c, header) in layout.headers(i).iter().enumerate() {
-                sheet
-                    .write_string_with_format(0, c as u16, header, &bold)
-                    .map_err(xlsx_error)?;
-            }
-        }
-        Ok(Xlsx {
+        let mut xlsx = Xlsx {
             workbook,
-            next_row: vec![1; layout.tables.len()],
+            sheets: Vec::new(),
+            taken: Vec::new(),
+            bold: rust_xlsxwriter::Format::new().set_bold(),
+            rows_per_sheet: XLSX_MAX_ROWS,
             path: path.to_path_buf(),
-        })
+        };
+        for (i, t) in layout.tables.iter().enumerate() {
+            xlsx.sheets.push(TableSheet {
+                name: t.name.clone(),
+                headers: layout.headers(i),
+                index: 0,
+                next_row: 0,
+                count: 0,
+            });
+            xlsx.start_sheet(i)?;
+        }
+        Ok(xlsx)
+    }
+
+    /// Starts the next sheet of table `table` with its header row.
+    fn start_sheet(&mut self, table: usize) -> Result<(), AppError> {
+        let t = &mut self.sheets[table];
+        t.count += 1;
+        let suffix = if t.count == 1 {
+            String::new()
+        } else {
+            format!(" ({})", t.count)
+        };
+        let name = sheet_name(&t.name, &suffix, &self.taken);
+        self.taken.push(name.clone());
+        t.index = self.taken.len() - 1;
+        t.next_row = 1;
+        let sheet = self
+            .workbook
+            .add_worksheet_with_constant_memory()
+            .map_err(xlsx_error)?;
+        sheet.set_name(name).map_err(xlsx_error)?;
+        for (c, header) in t.headers.iter().enumerate() {
+            sheet
+                .write_string_with_format(0, c as u16, header, &self.bold)
+                .map_err(xlsx_error)?;
+        }
+        Ok(())
     }
 }
 
 impl Output for Xlsx {
     fn add(&mut self, s: &Prepared) -> Result<(), AppError> {
         for (table, row) in &s.rows {
-            let r = self.next_row[*table];
-            if r >= XLSX_MAX_ROWS {
-                return Err(AppError::bad_request(
-                    "too_many_rows",
-                    "the export has more rows than an XLSX sheet holds (1,048,576): choose CSV or narrow the filters",
-                ));
+            let Some(t) = self.sheets.get(*table) else {
+                return Err(AppError::internal("a row for a table the layout lacks"));
+            };
+            if t.next_row >= self.rows_per_sheet {
+                self.start_sheet(*table)?;
             }
-            self.next_row[*table] = r + 1;
+            let t = &mut self.sheets[*table];
+            let (r, index) = (t.next_row, t.index);
+            t.next_row += 1;
             let sheet = self
                 .workbook
-                .worksheet_from_index(*table)
+                .worksheet_from_index(index)
                 .map_err(xlsx_error)?;
             for (c, cell) in row.iter().enumerate() {
                 let c = c as u16;
@@ -480,9 +522,89 @@ mod tests {
     #[test]
     fn sheet_names_are_short_clean_and_unique() {
         let taken = vec!["household_visit-members-visits-".to_string()];
-        let name = sheet_name("household_visit-members-visits-notes", &taken);
+        let name = sheet_name("household_visit-members-visits-notes", "", &taken);
         assert_eq!(name, "household_visit-members-visit~2");
         assert_eq!(name.chars().count(), 31);
-        assert_eq!(sheet_name("a/b:c", &[]), "a_b_c");
+        assert_eq!(sheet_name("a/b:c", "", &[]), "a_b_c");
+        let next = sheet_name("household_visit-members-visits-notes", " (2)", &taken);
+        assert_eq!(next, "household_visit-members-vis (2)");
+    }
+
+    #[test]
+    fn a_table_longer_than_a_sheet_goes_on_in_numbered_sheets_under_its_header() {
+        use calamine::Reader;
+        let table = |name: &str, parent| crate::exports::layout::Table {
+            path: name.into(),
+            name: name.into(),
+            parent,
+            key_in_parent: name.into(),
+            columns: Vec::new(),
+        };
+        let layout = Layout {
+            tables: vec![table("visit", None), table("visit-members", Some(0))],
+            geopoints: Vec::new(),
+            lang: None,
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.xlsx");
+        let mut xlsx = Xlsx::create(&layout, &path, dir.path()).expect("workbook");
+        xlsx.rows_per_sheet = 3;
+        for i in 0..3 {
+            let members = (0..2).map(|m| {
+                let key = Cell::Text(format!("m{i}.{m}"));
+                (1, vec![Cell::Text(format!("s{i}")), key])
+            });
+            let rows = std::iter::once((0, vec![Cell::Text(format!("s{i}"))]))
+                .chain(members)
+                .collect();
+            xlsx.add(&Prepared {
+                rows,
+                values: Value::Null,
+                files: Vec::new(),
+            })
+            .expect("rows");
+        }
+        Box::new(xlsx).finish().expect("saved");
+
+        let mut book = calamine::open_workbook_auto(&path).expect("xlsx");
+        assert_eq!(
+            book.sheet_names(),
+            [
+                "visit",
+                "visit-members",
+                "visit-members (2)",
+                "visit (2)",
+                "visit-members (3)"
+            ]
+        );
+        let cells = |book: &mut calamine::Sheets<_>, sheet: &str| -> Vec<Vec<String>> {
+            book.worksheet_range(sheet)
+                .expect("sheet")
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect()
+        };
+        let keys = |rows: Vec<Vec<String>>| -> Vec<String> {
+            rows.into_iter().skip(1).map(|r| r[0].clone()).collect()
+        };
+        assert_eq!(keys(cells(&mut book, "visit")), ["s0", "s1"]);
+        assert_eq!(cells(&mut book, "visit (2)")[1][0], "s2");
+        for sheet in ["visit-members", "visit-members (2)", "visit-members (3)"] {
+            assert_eq!(
+                cells(&mut book, sheet)[0][..2],
+                ["PARENT_KEY", "KEY"],
+                "{sheet}"
+            );
+        }
+        let members: Vec<String> = ["visit-members", "visit-members (2)", "visit-members (3)"]
+            .iter()
+            .flat_map(|s| {
+                cells(&mut book, s)
+                    .into_iter()
+                    .skip(1)
+                    .map(|r| r[1].clone())
+            })
+            .collect();
+        assert_eq!(members, ["m0.0", "m0.1", "m1.0", "m1.1", "m2.0", "m2.1"]);
     }
 }
