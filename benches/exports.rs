@@ -211,11 +211,10 @@ async fn main() {
             let batch: Vec<Incoming> = (done..(done + BATCH).min(n))
                 .map(|i| incoming(i, collector, start))
                 .collect();
+            // As the server's writer stores the submissions of one batch.
             tx(&mut conn, |c| {
-                for inc in &batch {
-                    submissions::store(c, inc)?;
-                }
-                Ok(())
+                let incs: Vec<&Incoming> = batch.iter().collect();
+                submissions::store_all(c, &incs).map(|_| ())
             });
             done += batch.len();
         }
