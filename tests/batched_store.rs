@@ -228,14 +228,7 @@ fn storing_a_batch_together_ends_as_storing_it_one_post_after_another() {
     } else {
         48
     };
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Default::default()
-    });
+    let mut runner = lab::runner(cases);
     let case = RefCell::new(0u64);
     runner
         .run(&batches(), |specs| {

@@ -1980,14 +1980,7 @@ fn incremental_figures_equal_a_full_recompute_and_a_naive_oracle() {
         .map(|(c, r)| (c.to_string(), r.to_string()))
         .collect();
     let cases = if lab.borrow().is_postgres() { 12 } else { 24 };
-    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..Default::default()
-    });
+    let mut runner = lab::runner(cases);
     runner
         .run(&stream(), |stream| {
             let mut lab = lab.borrow_mut();

@@ -1,8 +1,9 @@
 //! Submissions: storing what phones send (exactly once, edits as new versions, attachments
 //! merged across split uploads) and reading it back.
 //!
-//! Every decision that depends on what is already stored is made in [`store`], which runs in the
-//! single writer, so two copies of one submission arriving at once cannot both be stored.
+//! Every decision that depends on what is already stored is made in [`store`] (or [`store_all`]
+//! for the POSTs of one writer batch), which runs in the single writer, so two copies of one
+//! submission arriving at once cannot both be stored.
 
 use std::collections::HashMap;
 
@@ -361,7 +362,7 @@ pub fn precheck(conn: &mut Conn<'_>, id: &fieldtally_forms::Identity) -> Result<
 }
 
 /// Stores a submission POST. Runs inside the writer's transaction; the caller brings the
-/// indicators up to date in the same transaction (`indicators::refresh_submission`).
+/// indicators up to date in the same transaction (`indicators::refresh_submissions`).
 pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
     let id = &inc.identity;
     if let Some(existing) = version_by_instance(conn, &id.instance_id)? {

@@ -48,6 +48,18 @@ pub const REGIONS: [(&str, &str); 4] = [
     ("04012", "III"),
 ];
 
+/// A proptest runner for a lab: `cases` (PROPTEST_CASES overrides it), no failure files.
+pub fn runner(cases: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(cases),
+        failure_persistence: None,
+        ..Default::default()
+    })
+}
+
 pub fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
 }
