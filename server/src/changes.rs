@@ -23,7 +23,7 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::scope::Visibility;
 use crate::submissions::Summary;
-use crate::{on_conn, visible_changes};
+use crate::{insert_rows, on_conn, visible_changes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,9 +74,7 @@ pub fn record_all(
             )
         })
         .collect();
-    on_conn!(conn, c => diesel::insert_into(submission_changes::table)
-        .values(&rows)
-        .execute(c))?;
+    insert_rows!(conn, submission_changes::table, rows.as_slice(), (q, c) => q.execute(c))?;
     Ok(())
 }
 

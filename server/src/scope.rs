@@ -12,8 +12,8 @@ use diesel::prelude::*;
 use crate::db::schema::submissions;
 use crate::db::Conn;
 use crate::error::AppError;
-use crate::on_conn;
 use crate::users::{self, Role};
+use crate::{insert_rows, on_conn};
 
 /// The kinds of thing a route does, each allowed to some roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,9 +455,7 @@ pub fn add_area_index(
         })
         .collect();
     if !rows.is_empty() {
-        on_conn!(conn, c => diesel::insert_into(submission_areas::table)
-            .values(&rows)
-            .execute(c))?;
+        insert_rows!(conn, submission_areas::table, rows.as_slice(), (q, c) => q.execute(c))?;
     }
     Ok(())
 }

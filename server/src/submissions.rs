@@ -19,7 +19,7 @@ use crate::db::Conn;
 use crate::error::AppError;
 use crate::forms::FormState;
 use crate::scope::Visibility;
-use crate::{in_area_with_flag, on_conn, visible_submissions};
+use crate::{in_area_with_flag, insert_rows, on_conn, visible_submissions};
 
 pub const STATE_RECEIVED: &str = "received";
 pub const STATE_EDITED: &str = "edited";
@@ -248,8 +248,7 @@ fn insert_versions(
             )
         })
         .collect();
-    let ids: Vec<(i64, String)> = on_conn!(conn, c => diesel::insert_into(submission_versions::table)
-        .values(&rows)
+    let ids: Vec<(i64, String)> = insert_rows!(conn, submission_versions::table, rows.as_slice(), (q, c) => q
         .returning((submission_versions::id, submission_versions::instance_id))
         .get_results(c))?;
     let ids: HashMap<String, i64> = ids.into_iter().map(|(id, i)| (i, id)).collect();
@@ -294,19 +293,13 @@ fn insert_versions(
         out.push((version_id, missing));
     }
     if !consent.is_empty() {
-        on_conn!(conn, c => diesel::insert_into(submission_consent::table)
-            .values(&consent)
-            .execute(c))?;
+        insert_rows!(conn, submission_consent::table, consent.as_slice(), (q, c) => q.execute(c))?;
     }
     if !flags.is_empty() {
-        on_conn!(conn, c => diesel::insert_into(submission_flags::table)
-            .values(&flags)
-            .execute(c))?;
+        insert_rows!(conn, submission_flags::table, flags.as_slice(), (q, c) => q.execute(c))?;
     }
     if !files.is_empty() {
-        on_conn!(conn, c => diesel::insert_into(attachments::table)
-            .values(&files)
-            .execute(c))?;
+        insert_rows!(conn, attachments::table, files.as_slice(), (q, c) => q.execute(c))?;
     }
     Ok(out)
 }
@@ -580,13 +573,11 @@ fn insert_new(conn: &mut Conn<'_>, incs: &[&Incoming]) -> Result<Vec<Stored>, Ap
                 .zip(values)
                 .map(|(fresh, v)| (submissions::id.eq(fresh), v))
                 .collect();
-            on_conn!(conn, c => diesel::insert_into(submissions::table)
-                .values(&rows)
+            insert_rows!(conn, submissions::table, rows.as_slice(), (q, c) => q
                 .returning((submissions::id, submissions::instance_id))
                 .get_results(c))?
         }
-        None => on_conn!(conn, c => diesel::insert_into(submissions::table)
-            .values(&values)
+        None => insert_rows!(conn, submissions::table, values.as_slice(), (q, c) => q
             .returning((submissions::id, submissions::instance_id))
             .get_results(c))?,
     };

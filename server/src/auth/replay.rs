@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use crate::db::schema::digest_nonce_uses;
 use crate::db::Conn;
 use crate::error::AppError;
-use crate::on_conn;
+use crate::{insert_rows, on_conn};
 
 /// One use of a nonce: the nonce, the client's nonce count and client nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -140,9 +140,7 @@ pub fn record_all(
         .collect();
     // Two instances inserting the same use at once: one gets a unique violation, the writer
     // runs the write again, and the check above refuses it.
-    on_conn!(conn, c => diesel::insert_into(digest_nonce_uses::table)
-        .values(&rows)
-        .execute(c))?;
+    insert_rows!(conn, digest_nonce_uses::table, rows.as_slice(), (q, c) => q.execute(c))?;
     Ok(())
 }
 

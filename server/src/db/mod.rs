@@ -56,6 +56,26 @@ macro_rules! on_conn {
     };
 }
 
+/// Inserts `$rows` (a slice of value tuples) into `$table` on whichever backend `$conn` holds,
+/// finishing the statement `$q` on the connection `$c` with `$finish`. One row goes as a
+/// one-row statement, which diesel keeps prepared; a statement of several rows is prepared anew
+/// each time, which made storing a single submission slower than before batching.
+#[macro_export]
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr, ($q:ident, $c:ident) => $finish:expr) => {
+        match $rows {
+            [one] => $crate::on_conn!($conn, $c => {
+                let $q = diesel::insert_into($table).values(one);
+                $finish
+            }),
+            many => $crate::on_conn!($conn, $c => {
+                let $q = diesel::insert_into($table).values(many);
+                $finish
+            }),
+        }
+    };
+}
+
 impl DbConn {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
