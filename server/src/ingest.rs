@@ -1,7 +1,9 @@
 //! What the server derives from a submission's answers before storing it: the hamlet and
 //! activity date, the pseudonymous beneficiary key, the sensitive values set apart, and the
 //! geotag and assignment flags. Runs in the request handler (reads only), so the single
-//! writer spends no time on it.
+//! writer spends no time on it: [`place`] reads where and when the answers say the work was
+//! done, [`lookup`] finds that in the registry (in the handler's one read of the database), and
+//! [`derive`] works out the rest.
 
 use std::sync::Arc;
 
@@ -17,27 +19,50 @@ use crate::state::AppState;
 use crate::submissions::Derived;
 use crate::{beneficiary, fieldwork, geotag, sensitive};
 
-/// The registry's view of a submission's hamlet on its activity date.
-struct Lookup {
+/// Where and when a submission's answers say its work was done.
+pub struct Place {
+    hamlet_code: Option<String>,
+    activity_date: Option<NaiveDate>,
+    received: NaiveDate,
+}
+
+impl Place {
+    /// The day the registry is read for: the activity date, or the day it was received.
+    fn date(&self) -> NaiveDate {
+        self.activity_date.unwrap_or(self.received)
+    }
+}
+
+/// The place of a submission's answers; `None` for an encrypted submission, whose answers are
+/// in its encrypted file, out of the server's reach.
+pub fn place(identity: &Identity, fields: &Value, received_at: NaiveDateTime) -> Option<Place> {
+    (!identity.encrypted).then(|| Place {
+        hamlet_code: geotag::hamlet_code(fields),
+        activity_date: geotag::activity_date(fields),
+        received: geotag::received_date(received_at),
+    })
+}
+
+/// The registry's view of a submission's place: its hamlet on the activity date, the district
+/// and provinces its geotags are checked against, and whether the collector may record there.
+pub struct Lookup {
+    place: Place,
     allowed: bool,
     hamlet: Option<Area>,
     district: Option<Area>,
     provinces: Vec<Area>,
 }
 
-fn lookup(
-    conn: &mut Conn<'_>,
-    user_id: i64,
-    hamlet_code: Option<&str>,
-    date: NaiveDate,
-) -> Result<Lookup, AppError> {
-    let Some(code) = hamlet_code else {
+pub fn lookup(conn: &mut Conn<'_>, user_id: i64, place: Place) -> Result<Lookup, AppError> {
+    let date = place.date();
+    let Some(code) = place.hamlet_code.as_deref() else {
         // A form without a hamlet has no hamlet to check.
         return Ok(Lookup {
             allowed: true,
             hamlet: None,
             district: None,
             provinces: provinces_on(conn, date)?,
+            place,
         });
     };
     let allowed = fieldwork::may_record(conn, user_id, code)?;
@@ -62,6 +87,7 @@ fn lookup(
         None => (None, provinces_on(conn, date)?),
     };
     Ok(Lookup {
+        place,
         allowed,
         hamlet,
         district,
@@ -76,29 +102,37 @@ fn provinces_on(conn: &mut Conn<'_>, date: NaiveDate) -> Result<Vec<Area>, AppEr
     areas::valid_at_level_on(conn, Level::Province, date)
 }
 
-/// Derives everything from the extracted answers; returns the public answers as JSON text.
-/// An encrypted submission's answers are in its encrypted file, out of the server's reach:
-/// nothing is derived or checked. For a sensitive form, the public answers keep geotags only
-/// at reduced precision (the checks above ran on the precise ones) and no instance name.
+/// Derives everything from the extracted answers and what [`lookup`] `found` for their place;
+/// returns the public answers as JSON text. An encrypted submission (`found` is `None`) has
+/// nothing derived or checked. For a sensitive form, the public answers keep geotags only at
+/// reduced precision (the checks above ran on the precise ones) and no instance name.
 pub async fn derive(
     state: &AppState,
     form: &FormDef,
     fields: Value,
     identity: &Identity,
     protection: &Protection,
-    user_id: i64,
-    received_at: NaiveDateTime,
+    found: Option<Lookup>,
 ) -> Result<(String, Derived), AppError> {
-    let encrypted = identity.encrypted;
     let encode = |v: &Value| {
         serde_json::to_string(v)
             .map_err(|e| AppError::internal(format!("cannot encode fields: {e}")))
     };
-    if encrypted {
+    let Some(found) = found else {
         return Ok((encode(&fields)?, Derived::default()));
-    }
-    let hamlet_code = geotag::hamlet_code(&fields);
-    let activity_date = geotag::activity_date(&fields);
+    };
+    let Lookup {
+        place:
+            Place {
+                hamlet_code,
+                activity_date,
+                received,
+            },
+        allowed,
+        hamlet,
+        district,
+        provinces,
+    } = found;
     let beneficiary_key = beneficiary::for_submission(
         &state.secrets.beneficiary_key,
         form,
@@ -106,27 +140,18 @@ pub async fn derive(
         hamlet_code.as_deref(),
     );
     let points = geotag::asks_location(form).then(|| geotag::positions(form, &fields));
-    let received = geotag::received_date(received_at);
-
-    let date = activity_date.unwrap_or(received);
-    let code = hamlet_code.clone();
-    let found = state
-        .db
-        .read(move |conn| lookup(conn, user_id, code.as_deref(), date))
-        .await?;
     let mut ctx = geotag::Context {
-        hamlet_allowed: found.allowed,
-        hamlet_centroid: found
-            .hamlet
+        hamlet_allowed: allowed,
+        hamlet_centroid: hamlet
             .as_ref()
             .and_then(|h| Some((h.centroid_lat?, h.centroid_lon?))),
         district: None,
         provinces: Vec::new(),
     };
-    if let Some(d) = &found.district {
+    if let Some(d) = &district {
         ctx.district = state.geometry_cache.boundary(&state.db, d).await?;
     }
-    for p in &found.provinces {
+    for p in &provinces {
         let boundary: Option<Arc<_>> = state.geometry_cache.boundary(&state.db, p).await?;
         ctx.provinces.extend(boundary);
     }

@@ -117,12 +117,11 @@ async fn attempt(state: &AppState, username: &str, ip: IpAddr) -> Result<Attempt
         .read(move |conn| {
             let account = throttle::account_key(&username);
             let keys = [account.clone(), throttle::address_key(ip)];
-            let locked = throttle::check(conn, &keys, users::now())?;
-            let account_has_failures = throttle::has_failures(conn, &account)?;
+            let standing = throttle::standing(conn, &keys, users::now())?;
             Ok(Attempt {
                 user: users::find(conn, &username)?,
-                locked,
-                account_has_failures,
+                locked: standing.locked,
+                account_has_failures: standing.recorded.contains(&account),
             })
         })
         .await
@@ -159,8 +158,9 @@ async fn succeeded(state: &AppState, attempt: &Attempt, username: &str) -> Resul
 async fn check_address(state: &AppState, ip: IpAddr) -> Result<(), AppError> {
     let locked = state
         .db
-        .read(move |conn| throttle::check(conn, &[throttle::address_key(ip)], users::now()))
-        .await?;
+        .read(move |conn| throttle::standing(conn, &[throttle::address_key(ip)], users::now()))
+        .await?
+        .locked;
     match locked {
         Some(l) => Err(l.into_error()),
         None => Ok(()),

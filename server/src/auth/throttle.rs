@@ -79,16 +79,28 @@ impl Locked {
     }
 }
 
-/// The lock-out, if any, in force for these keys (account key first).
-pub fn check(
+/// What the throttle holds on some keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// The longest lock-out in force on any of the keys.
+    pub locked: Option<Locked>,
+    /// The keys with failures on record (so that a success has something to reset).
+    pub recorded: Vec<String>,
+}
+
+/// The standing of these keys, in one query: it runs before every authenticated request.
+pub fn standing(
     conn: &mut Conn<'_>,
     keys: &[String],
     now: NaiveDateTime,
-) -> Result<Option<Locked>, AppError> {
-    // Runs before every authenticated request. The keys are compared one by one: PostgreSQL
-    // plans `key = ANY($1)` about ten times slower than a comparison.
+) -> Result<Standing, AppError> {
+    // The keys are compared one by one: PostgreSQL plans `key = ANY($1)` about ten times slower
+    // than a comparison.
     let Some((first, others)) = keys.split_first() else {
-        return Ok(None);
+        return Ok(Standing {
+            locked: None,
+            recorded: Vec::new(),
+        });
     };
     let rows: Vec<(String, Option<NaiveDateTime>)> = on_conn!(conn, c => {
         let mut any_key = auth_throttle::table
@@ -98,12 +110,13 @@ pub fn check(
         for key in others {
             any_key = any_key.or_filter(auth_throttle::key.eq(key));
         }
-        any_key.filter(auth_throttle::locked_until.gt(now)).load(c)
+        any_key.load(c)
     })?;
-    Ok(rows
-        .into_iter()
+    let locked = rows
+        .iter()
         .filter_map(|(key, until)| {
-            let retry_after = (until? - now).num_seconds().max(1);
+            let until = until.filter(|u| *u > now)?;
+            let retry_after = (until - now).num_seconds().max(1);
             let what = if key.starts_with("user:") {
                 "account"
             } else {
@@ -111,7 +124,11 @@ pub fn check(
             };
             Some(Locked { retry_after, what })
         })
-        .max_by_key(|l| l.retry_after))
+        .max_by_key(|l| l.retry_after);
+    Ok(Standing {
+        locked,
+        recorded: rows.into_iter().map(|(key, _)| key).collect(),
+    })
 }
 
 /// Counts one failed sign-in against `key`, locking it once the limit is reached.
@@ -177,15 +194,6 @@ pub fn record_success(conn: &mut Conn<'_>, account_key: &str) -> Result<(), AppE
     Ok(())
 }
 
-/// Whether `key` has failures on record (so a success has something to reset).
-pub fn has_failures(conn: &mut Conn<'_>, key: &str) -> Result<bool, AppError> {
-    let n: i64 = on_conn!(conn, c => auth_throttle::table
-        .filter(auth_throttle::key.eq(key))
-        .count()
-        .get_result(c))?;
-    Ok(n > 0)
-}
-
 /// Removes rows whose window and lock-out have both passed.
 pub fn purge(conn: &mut Conn<'_>, older_than: NaiveDateTime) -> Result<usize, AppError> {
     Ok(on_conn!(conn, c => diesel::delete(
@@ -219,24 +227,28 @@ mod tests {
             account_key("Lan"),
             address_key("10.0.0.1".parse().expect("ip")),
         ];
+        let locked = |conn: &mut Conn<'_>, at| standing(conn, &keys, at).map(|s| s.locked);
+        let recorded = |conn: &mut Conn<'_>| standing(conn, &keys, t0).map(|s| s.recorded);
+        assert_eq!(recorded(&mut conn)?, Vec::<String>::new());
         for n in 0..3 {
-            assert_eq!(check(&mut conn, &keys, t0)?, None, "after {n} failures");
+            assert_eq!(locked(&mut conn, t0)?, None, "after {n} failures");
             record_failure(&mut conn, &keys[0], limit(), t0)?;
         }
-        let locked = check(&mut conn, &keys, t0)?.expect("locked");
-        assert_eq!(locked.what, "account");
-        assert_eq!(locked.retry_after, 600);
+        assert_eq!(recorded(&mut conn)?, vec![keys[0].clone()]);
+        let locked_now = locked(&mut conn, t0)?.expect("locked");
+        assert_eq!(locked_now.what, "account");
+        assert_eq!(locked_now.retry_after, 600);
         // A success does not lift a lock-out.
         record_success(&mut conn, &keys[0])?;
-        assert!(check(&mut conn, &keys, t0 + Duration::minutes(9))?.is_some());
-        assert_eq!(check(&mut conn, &keys, t0 + Duration::minutes(11))?, None);
+        assert!(locked(&mut conn, t0 + Duration::minutes(9))?.is_some());
+        assert_eq!(locked(&mut conn, t0 + Duration::minutes(11))?, None);
         // The window restarts once it has passed.
         let later = t0 + Duration::minutes(20);
         record_failure(&mut conn, &keys[0], limit(), later)?;
-        assert_eq!(check(&mut conn, &keys, later)?, None);
-        assert!(has_failures(&mut conn, &keys[0])?);
+        assert_eq!(locked(&mut conn, later)?, None);
+        assert_eq!(recorded(&mut conn)?, vec![keys[0].clone()]);
         assert_eq!(purge(&mut conn, later + Duration::minutes(1))?, 1);
-        assert!(!has_failures(&mut conn, &keys[0])?);
+        assert_eq!(recorded(&mut conn)?, Vec::<String>::new());
         Ok(())
     }
 

@@ -321,13 +321,21 @@ async fn receive(
     for name in &extracted.attachments {
         validate_file_name(name)?;
     }
+    let received_at = crate::users::now();
+    let place = crate::ingest::place(&identity, &extracted.fields, received_at);
     let known = identity.clone();
-    let marked = state
+    let user_id = collector.user.id;
+    // One read for all the handler needs to know, since each read costs a pooled connection.
+    let (marked, found) = state
         .db
         .read(move |conn| {
             // Refuse early what the writer would refuse, before any file is stored.
             submissions::precheck(conn, &known)?;
-            protection::get(conn, &known.form_id)
+            let marked = protection::get(conn, &known.form_id)?;
+            let found = place
+                .map(|p| crate::ingest::lookup(conn, user_id, p))
+                .transpose()?;
+            Ok((marked, found))
         })
         .await?;
     let protection = protection::effective(marked, &def);
@@ -337,15 +345,13 @@ async fn receive(
             protection::consent_value(&extracted.fields, field),
         )
     });
-    let received_at = crate::users::now();
     let (fields_json, derived) = crate::ingest::derive(
         &state,
         &def,
         extracted.fields,
         &identity,
         &protection,
-        collector.user.id,
-        received_at,
+        found,
     )
     .await?;
     let xml_sha256 = hex::encode(Sha256::digest(&xml));
