@@ -80,6 +80,109 @@ type Acked = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
 /// Sixteen phones upload (half of the submissions with two photos, half without) until the
 /// server stops answering.
+/// The `Connection` header of a response, if any.
+fn connection(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get("connection")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_server_closes_connections_after_answering_so_that_waiting_phones_take_turns() {
+    // Two workers, one connection each.
+    let server = Server::start_with(&["--max-connections", "2"]).await;
+    let first = reqwest::Client::new();
+    let second = reqwest::Client::new();
+    let res = first
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("first");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        connection(&res),
+        None,
+        "room for more: the connection stays open"
+    );
+    let res = second
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("second");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        connection(&res).as_deref(),
+        Some("close"),
+        "the server is full"
+    );
+    // Collect sends its POST on the connection of its HEAD: a HEAD never closes it.
+    let res = first
+        .head(server.url("/submission"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(res.status(), 401);
+    assert_eq!(connection(&res), None);
+    let res = first
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("first");
+    assert_eq!(
+        connection(&res).as_deref(),
+        Some("close"),
+        "busy a moment ago"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let res = first
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .expect("later");
+    assert_eq!(connection(&res), None, "quiet again: connections stay open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn phones_beyond_the_connection_limit_wait_their_turn_and_every_submission_is_stored() {
+    let (server, admin) = server_with_forms_and(&["--max-connections", "2"]).await;
+    let mut tasks = Vec::new();
+    for phone in 0..12 {
+        let base = server.base.clone();
+        tasks.push(tokio::spawn(async move {
+            let collect = Collect::with_password(&base, "lan", "lan-password-1");
+            let mut ids = Vec::new();
+            for n in 0..5 {
+                let id = new_instance_id();
+                let xml = all_features_instance(
+                    &id,
+                    None,
+                    &format!("P{phone}-{n}"),
+                    1,
+                    Some("photo1.jpg"),
+                );
+                let photo = Attachment::jpeg("photo1.jpg", random_bytes(20_000));
+                let res = collect.submit(&xml, &[photo], false).await;
+                assert_eq!(res.status(), 201);
+                ids.push(id);
+            }
+            ids
+        }));
+    }
+    let mut sent = HashSet::new();
+    for t in tasks {
+        sent.extend(t.await.expect("phone"));
+    }
+    let stored: HashSet<String> = admin
+        .all_submissions("")
+        .await
+        .iter()
+        .filter_map(|s| s["instance_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(sent.len(), 60);
+    assert_eq!(stored, sent);
+}
+
 fn upload_until_killed(
     server: &Server,
     round: usize,

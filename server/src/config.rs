@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Worker threads for HTTP (default: one per core).
     #[arg(long, env = "FIELDTALLY_WORKERS")]
     pub workers: Option<usize>,
+    /// Connections served at once; more wait their turn (see the README). Each open connection
+    /// may hold up to about 300 KB of a request not yet processed.
+    #[arg(long, env = "FIELDTALLY_MAX_CONNECTIONS", default_value_t = 192)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub keys: DataKeyArgs,
     /// Addresses of reverse proxies whose `X-Forwarded-For` is believed (comma-separated); the

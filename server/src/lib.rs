@@ -11,6 +11,7 @@ pub mod beneficiary;
 pub mod blobs;
 pub mod changes;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 pub mod db;
 pub mod deletion;
@@ -47,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::Service;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{ConnectionType, Method};
 use actix_web::{web, App, HttpServer};
 use tracing::Instrument;
 
@@ -273,8 +275,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         .run(),
     );
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let connections = connections::Connections::new(args.max_connections, workers);
+    let counted = connections.clone();
     let server = HttpServer::new(move || {
         let metrics = state.metrics.clone();
+        let connections = connections.clone();
         App::new()
             .app_data(state.clone())
             .wrap_fn(move |req, srv| {
@@ -287,9 +295,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let api = req.path().starts_with("/api/");
                 let span = tracing::info_span!("request", request_id = %id);
                 let metrics = metrics.clone();
+                let connections = connections.clone();
                 let fut = span.in_scope(|| srv.call(req));
                 async move {
                     let mut res = fut.await?;
+                    // Collect sends its POST right after a HEAD, on the same connection.
+                    if connections.busy() && method != Method::HEAD {
+                        res.response_mut()
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
                     let status = res.status().as_u16();
                     let headers = res.headers_mut();
                     add_security_headers(headers, https, api);
@@ -312,11 +327,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .client_request_timeout(Duration::from_secs(args.request_head_timeout.max(1)))
     .client_disconnect_timeout(Duration::from_secs(10))
     .keep_alive(Duration::from_secs(30))
-    .shutdown_timeout(args.shutdown_timeout);
-    let server = match args.workers {
-        Some(n) => server.workers(n),
-        None => server,
-    };
+    .shutdown_timeout(args.shutdown_timeout)
+    .on_connect(move |_, ext| {
+        ext.insert(counted.opened());
+    })
+    .workers(workers)
+    .max_connections(connections::Connections::per_worker(
+        args.max_connections,
+        workers,
+    ));
     let server = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => server.bind_rustls_0_23(args.listen, tls_config(cert, key)?)?,
         _ => server.bind(args.listen)?,

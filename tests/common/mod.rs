@@ -495,7 +495,12 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 
 /// A server with the `all_features` and `two_photos` test forms published and a collector.
 pub async fn server_with_forms() -> (Server, Admin) {
-    let server = Server::start().await;
+    server_with_forms_and(&[]).await
+}
+
+/// [`server_with_forms`], the server started with `extra` arguments.
+pub async fn server_with_forms_and(extra: &[&str]) -> (Server, Admin) {
+    let server = Server::start_with(extra).await;
     let admin = server.admin().await;
     for f in ["forms/all_features.xml", "forms/two_photos.xml"] {
         let xml = std::fs::read(fixture(f)).expect("fixture");
