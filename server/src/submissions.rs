@@ -504,14 +504,19 @@ fn independent_new(conn: &mut Conn<'_>, incs: &[&Incoming]) -> Result<Vec<bool>,
         .iter()
         .map(|i| i.identity.instance_id.as_str())
         .collect();
-    let stored: Vec<(String, Option<String>)> = on_conn!(conn, c => submission_versions::table
-        .filter(
-            submission_versions::instance_id
-                .eq_any(&ids)
-                .or(submission_versions::deprecated_id.eq_any(&ids)),
-        )
+    // Two statements, not one with OR: PostgreSQL planned the OR once, on an empty table, as a
+    // scan of every version, and kept that plan while the table grew (5 to 25 ms a batch at
+    // 5,000 submissions).
+    let mut stored: Vec<(String, Option<String>)> = on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::instance_id.eq_any(&ids))
         .select((submission_versions::instance_id, submission_versions::deprecated_id))
         .load(c))?;
+    let replacing: Vec<(String, Option<String>)> = on_conn!(conn, c => submission_versions::table
+        .filter(submission_versions::deprecated_id.eq_any(&ids))
+        .filter(submission_versions::instance_id.ne_all(&ids))
+        .select((submission_versions::instance_id, submission_versions::deprecated_id))
+        .load(c))?;
+    stored.extend(replacing);
     let mut forms: Vec<&str> = incs.iter().map(|i| i.identity.form_id.as_str()).collect();
     forms.sort_unstable();
     forms.dedup();
