@@ -264,10 +264,17 @@ pub fn connect(url: &str) -> Result<(Manager, DbConn), AppError> {
     let manager = Manager { backend, target };
     let mut conn = manager.open()?;
     migrate(&mut conn)?;
-    if let DbConn::Sqlite(c) = &mut conn {
-        c.batch_execute(&format!(
+    match &mut conn {
+        DbConn::Sqlite(c) => c.batch_execute(&format!(
             "PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
-        ))?;
+        ))?,
+        // The writer's statements are prepared once and run for the life of the process. By
+        // default PostgreSQL soon settles on one generic plan per statement, made from the
+        // tables as they were then: on a new database, a scan of every submission to find a
+        // batch's by id, kept while the table grew (one scan per batch, 13 million rows read
+        // over 29,000 submissions). Planning each run for its values and the tables as they are
+        // costs far less than such a scan.
+        DbConn::Pg(c) => c.batch_execute("SET plan_cache_mode = force_custom_plan")?,
     }
     Ok((manager, conn))
 }

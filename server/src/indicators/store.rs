@@ -121,31 +121,57 @@ fn input(row: InputRow, bases: Option<Bases>) -> Result<Input, AppError> {
 /// state's bases.
 pub fn load_current(conn: &mut Conn<'_>, ids: &[i64]) -> Result<HashMap<i64, Input>, AppError> {
     let mut out = HashMap::new();
+    // Two lookups by index rather than a join: before it has statistics of a new database,
+    // PostgreSQL joined the batch's submissions to a scan of every version (or of every
+    // submission), a scan per batch that slowed as the tables grew.
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let rows: Vec<InputRow> = on_conn!(conn, c => submissions::table
-            .inner_join(submission_versions::table.on(
-                submission_versions::submission_id.eq(submissions::id)
-                    .and(submission_versions::is_current.eq(true)),
-            ))
+        let states: HashMap<i64, (String, String)> = on_conn!(conn, c => submissions::table
             .filter(submissions::id.eq_any(chunk))
+            .select((submissions::id, (submissions::form_id, submissions::review_state)))
+            .load::<(i64, (String, String))>(c))?
+        .into_iter()
+        .collect();
+        let versions: Vec<CurrentVersion> = on_conn!(conn, c => submission_versions::table
+            .filter(submission_versions::submission_id.eq_any(chunk))
+            .filter(submission_versions::is_current.eq(true))
             .select((
-                submissions::id,
+                submission_versions::submission_id,
                 submission_versions::id,
-                submissions::form_id,
                 submission_versions::fields,
                 submission_versions::hamlet_code,
                 submission_versions::activity_date,
                 submission_versions::beneficiary_key,
-                submissions::review_state,
             ))
             .load(c))?;
-        for r in rows {
-            let i = input(r, None)?;
-            out.insert(i.submission_id, i);
+        for (submission_id, version_id, fields, hamlet, date, key) in versions {
+            let Some((form_id, state)) = states.get(&submission_id) else {
+                continue;
+            };
+            let row = (
+                submission_id,
+                version_id,
+                form_id.clone(),
+                fields,
+                hamlet,
+                date,
+                key,
+                state.clone(),
+            );
+            out.insert(submission_id, input(row, None)?);
         }
     }
     Ok(out)
 }
+
+/// A current version as [`load_current`] reads it.
+type CurrentVersion = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+);
 
 /// Submissions of a form after `after_id`, in id order: their current version and review
 /// state, or (`from_applied`) the version and bases they have applied.
@@ -448,8 +474,11 @@ pub fn facts_in(
     Ok(facts)
 }
 
+/// Keys compared in one statement: PostgreSQL plans each key's `OR` (see [`facts_of_keys`]).
+const KEYS_PER_STATEMENT: usize = 200;
+
 /// The live facts of some keys of some measures (measure, key), from every submission, in one
-/// statement per thousand keys: a batch of submissions touches a key or two each, and a
+/// statement per 200 keys: a batch of submissions touches a key or two each, and a
 /// statement per key was a tenth of the PostgreSQL writer's time.
 fn facts_of_keys(
     conn: &mut Conn<'_>,
@@ -457,30 +486,42 @@ fn facts_of_keys(
     keys: &[(String, Arc<str>)],
     interner: &mut Interner,
 ) -> Result<Vec<StoredFact>, AppError> {
-    // SQLite's planner prefers the primary key of this WITHOUT ROWID table (snapshot = 0 alone:
-    // every live fact) over the key index, which made each new fact cost a scan of all of them.
-    let index = match conn {
-        Conn::Sqlite(_) => " INDEXED BY indicator_facts_key",
-        Conn::Pg(_) => "",
+    // Each backend gets the form its planner reads through the key index. SQLite's planner
+    // prefers the primary key of this WITHOUT ROWID table (snapshot = 0 alone: every live fact)
+    // unless told, and walked that range testing every fact against a list of `OR`s; it looks
+    // a `VALUES` list up in the index. PostgreSQL joined such a list to a scan of every fact
+    // until it had statistics, and reads each of the `OR`s through the index.
+    let sqlite = matches!(conn, Conn::Sqlite(_));
+    let (from, open, between, close) = if sqlite {
+        (
+            " INDEXED BY indicator_facts_key WHERE snapshot = 0 AND (measure, distinct_key) IN (VALUES ",
+            "(",
+            ", ",
+            ")",
+        )
+    } else {
+        (
+            " WHERE snapshot = 0 AND (",
+            "(measure = ",
+            " AND distinct_key = ",
+            ")",
+        )
     };
     let mut out = Vec::new();
-    for chunk in keys.chunks(IDS_PER_STATEMENT) {
+    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
         let mut sql = Sql::new(
             conn,
-            &format!(
-                "SELECT {FACT_COLUMNS} FROM indicator_facts{index} \
-                 WHERE snapshot = 0 AND (measure, distinct_key) IN (VALUES "
-            ),
+            &format!("SELECT {FACT_COLUMNS} FROM indicator_facts{from}"),
         );
         for (i, (measure, key)) in chunk.iter().enumerate() {
             if i > 0 {
-                sql.push(", ");
+                sql.push(if sqlite { ", " } else { " OR " });
             }
-            sql.push("(")
+            sql.push(open)
                 .bind(measure.as_str())
-                .push(", ")
+                .push(between)
                 .bind(&**key)
-                .push(")");
+                .push(close);
         }
         sql.push(")");
         out.extend(to_facts(defs, sql.load(conn)?, interner));
