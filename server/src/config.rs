@@ -29,6 +29,12 @@ impl DatabaseArgs {
     }
 }
 
+/// A count that must be at least one: no workers or no connections would be a server that
+/// never answers (actix-web panics on zero workers).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -57,11 +63,16 @@ pub struct ServeArgs {
     #[arg(long, env = "FIELDTALLY_TOKEN_TTL", default_value_t = 3600)]
     pub token_ttl: i64,
     /// Worker threads for HTTP (default: one per core).
-    #[arg(long, env = "FIELDTALLY_WORKERS")]
+    #[arg(long, env = "FIELDTALLY_WORKERS", value_parser = at_least_one())]
     pub workers: Option<usize>,
     /// Connections served at once; more wait their turn (see the README). Each open connection
     /// may hold up to about 300 KB of a request not yet processed.
-    #[arg(long, env = "FIELDTALLY_MAX_CONNECTIONS", default_value_t = 192)]
+    #[arg(
+        long,
+        env = "FIELDTALLY_MAX_CONNECTIONS",
+        default_value_t = 192,
+        value_parser = at_least_one()
+    )]
     pub max_connections: usize,
     #[command(flatten)]
     pub keys: DataKeyArgs,
@@ -227,5 +238,32 @@ impl From<&ServeArgs> for Config {
                 },
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn zero_workers_or_connections_is_refused_with_the_option_named() {
+        for option in ["--workers", "--max-connections"] {
+            let refused = Serve::try_parse_from(["fieldtally", option, "0"])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(refused.contains(option), "{option} 0: {refused}");
+        }
+        let ok = Serve::try_parse_from(["fieldtally", "--workers", "2", "--max-connections", "64"])
+            .expect("valid counts");
+        assert_eq!(ok.args.workers, Some(2));
+        assert_eq!(ok.args.max_connections, 64);
     }
 }
