@@ -104,6 +104,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         posts: Arc::new(posts::Posts),
         indicators,
         signing_keys: Default::default(),
+        export_wake: Default::default(),
     })
 }
 
@@ -264,6 +265,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         exports::Context::of(&state),
         args.db.data_dir.clone(),
         state.config.export_jobs.clone(),
+        state.export_wake.clone(),
     ));
     let push = actix_web::rt::spawn(
         push::worker::Worker {

@@ -35,4 +35,7 @@ pub struct AppState {
     pub posts: Arc<crate::posts::Posts>,
     /// Access token verification keys by `kid` (see `auth::signing`).
     pub signing_keys: KeyCache,
+    /// Wakes this instance's export job runner when a job is queued here, so that it starts at
+    /// once instead of at its next look.
+    pub export_wake: Arc<tokio::sync::Notify>,
 }

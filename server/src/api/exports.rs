@@ -192,6 +192,7 @@ async fn create(
             jobs::create(conn, &id, user_id, &spec, total)
         })
         .await?;
+    state.export_wake.notify_one();
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/exports/{}", job.id)))
         .json(view(job)))

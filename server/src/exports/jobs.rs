@@ -4,11 +4,13 @@
 //! writes the file to `DATA_DIR/exports/`, and deletes finished files after the retention time.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use super::{Context, Spec};
 use crate::db::schema::{export_jobs, users};
@@ -329,14 +331,19 @@ async fn execute(
     Ok((done, size))
 }
 
-/// Claims and runs jobs, and deletes expired files, until the server stops.
-pub async fn run(ctx: Context, data_dir: PathBuf, settings: Settings) {
+/// Claims and runs jobs, and deletes expired files, until the server stops. Looks for work
+/// every [`POLL`] (jobs queued by other instances, jobs whose instance crashed) and at once when
+/// `wake` is notified (a job queued by this instance).
+pub async fn run(ctx: Context, data_dir: PathBuf, settings: Settings, wake: Arc<Notify>) {
     let owner = new_id();
     loop {
         if let Err(e) = step(&ctx, &data_dir, &owner, &settings).await {
             tracing::warn!(error = %e, "export jobs");
         }
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = wake.notified() => {}
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod rows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ use rows::{Record, Selection};
 
 /// Submissions read and written per step.
 const PAGE: i64 = 500;
+
+/// How often a running export reports its progress (a durable write, and its heartbeat).
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -326,8 +330,42 @@ fn open_output(
     })
 }
 
-/// Writes the export of `selection` to `path`, a page at a time. After each page `progress`
-/// is told how many submissions are done; it answers whether to go on.
+/// A page of submissions made ready for writing, and the id to read the next page after.
+struct Page {
+    prepared: Vec<Prepared>,
+    last: Option<i64>,
+}
+
+/// Reads the page of `selection` after row id `after` and makes it ready for writing.
+async fn next_page(
+    ctx: &Context,
+    spec: &Arc<Spec>,
+    layout: &Arc<Layout>,
+    selection: &Arc<Selection>,
+    after: i64,
+) -> Result<Page, AppError> {
+    let sel = selection.clone();
+    let with_files = spec.attachments;
+    let records = ctx
+        .db
+        .read(move |conn| rows::page(conn, &sel, after, PAGE, with_files))
+        .await?;
+    let last = records.last().map(|r| r.id);
+    let (c, s, l) = (ctx.clone(), spec.clone(), layout.clone());
+    let prepared = actix_web::web::block(move || {
+        records
+            .iter()
+            .map(|record| prepare(&c, &s, &l, record))
+            .collect::<Result<Vec<_>, AppError>>()
+    })
+    .await??;
+    Ok(Page { prepared, last })
+}
+
+/// Writes the export of `selection` to `path`, a page at a time: the next page is read and
+/// prepared while the current one is written, so that reading and writing each have a core.
+/// At most once a [`PROGRESS_EVERY`] (and after the last page) `progress` is told how many
+/// submissions are done; it answers whether to go on.
 pub async fn produce<F, Fut>(
     ctx: &Context,
     spec: &Spec,
@@ -342,6 +380,7 @@ where
 {
     let layout = Arc::new(layout);
     let spec = Arc::new(spec.clone());
+    let selection = Arc::new(selection);
     let (l, s, p, tmp) = (
         layout.clone(),
         spec.clone(),
@@ -349,34 +388,29 @@ where
         ctx.tmp.clone(),
     );
     let mut out = actix_web::web::block(move || open_output(&s, &l, &p, &tmp)).await??;
-    let selection = Arc::new(selection);
-    let mut after = 0;
+    let mut page = next_page(ctx, &spec, &layout, &selection, 0).await?;
     let mut done = 0;
-    loop {
-        let sel = selection.clone();
-        let with_files = spec.attachments;
-        let page = ctx
-            .db
-            .read(move |conn| rows::page(conn, &sel, after, PAGE, with_files))
-            .await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.id;
-        done += page.len() as i64;
-        let (c, s, l) = (ctx.clone(), spec.clone(), layout.clone());
-        out = actix_web::web::block(move || -> Result<Box<dyn Output>, AppError> {
-            for record in &page {
-                out.add(&prepare(&c, &s, &l, record)?)?;
+    let mut reported = Instant::now();
+    while let Some(last) = page.last {
+        done += page.prepared.len() as i64;
+        let prepared = std::mem::take(&mut page.prepared);
+        let write = actix_web::web::block(move || -> Result<Box<dyn Output>, AppError> {
+            for submission in &prepared {
+                out.add(submission)?;
             }
             Ok(out)
-        })
-        .await??;
-        if !progress(done).await? {
-            return Err(AppError::conflict(
-                "export_taken_over",
-                "another server instance took this export over",
-            ));
+        });
+        let (written, next) = tokio::join!(write, next_page(ctx, &spec, &layout, &selection, last));
+        out = written??;
+        page = next?;
+        if page.last.is_none() || reported.elapsed() >= PROGRESS_EVERY {
+            if !progress(done).await? {
+                return Err(AppError::conflict(
+                    "export_taken_over",
+                    "another server instance took this export over",
+                ));
+            }
+            reported = Instant::now();
         }
     }
     actix_web::web::block(move || out.finish()).await??;
