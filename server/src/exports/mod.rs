@@ -303,7 +303,9 @@ fn prepare(
         (None, sealed) => withheld = crate::sensitive::withheld_paths(sealed.as_deref()),
         (Some(_), None) => {}
     }
-    let mut prepared = output::prepare(layout, record, values, &withheld);
+    // A map shows the submissions only: their repeat rows would be made for nothing.
+    let repeats = spec.format != Format::GeoJson;
+    let mut prepared = output::prepare(layout, record, values, &withheld, repeats);
     if spec.attachments {
         let folder = folder_of(&record.key);
         for (name, sha) in &record.attachments {

@@ -98,9 +98,16 @@ fn timestamp(t: chrono::NaiveDateTime) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The rows of one submission in every table. `withheld` are the paths of sensitive values
-/// not opened: their cells say so instead of looking empty.
-pub fn prepare(layout: &Layout, record: &Record, values: Value, withheld: &[String]) -> Prepared {
+/// The rows of one submission in every table, or only its submissions row when `repeats` is
+/// false. `withheld` are the paths of sensitive values not opened: their cells say so instead
+/// of looking empty.
+pub fn prepare(
+    layout: &Layout,
+    record: &Record,
+    values: Value,
+    withheld: &[String],
+    repeats: bool,
+) -> Prepared {
     let mut rows = Vec::new();
     let mut root = vec![
         Cell::Text(record.key.clone()),
@@ -123,7 +130,9 @@ pub fn prepare(layout: &Layout, record: &Record, values: Value, withheld: &[Stri
     let object = values.as_object().unwrap_or(&empty);
     root.extend(cells(layout, 0, object, withheld));
     rows.push((0, root));
-    children(layout, 0, object, &record.key, withheld, &mut rows);
+    if repeats {
+        children(layout, 0, object, &record.key, withheld, &mut rows);
+    }
     Prepared {
         rows,
         values,
