@@ -332,40 +332,10 @@ fn open_output(
     })
 }
 
-/// A page of submissions made ready for writing, and the id to read the next page after.
-struct Page {
-    prepared: Vec<Prepared>,
-    last: Option<i64>,
-}
-
-/// Reads the page of `selection` after row id `after` and makes it ready for writing.
-async fn next_page(
-    ctx: &Context,
-    spec: &Arc<Spec>,
-    layout: &Arc<Layout>,
-    selection: &Arc<Selection>,
-    after: i64,
-) -> Result<Page, AppError> {
-    let sel = selection.clone();
-    let with_files = spec.attachments;
-    let records = ctx
-        .db
-        .read(move |conn| rows::page(conn, &sel, after, PAGE, with_files))
-        .await?;
-    let last = records.last().map(|r| r.id);
-    let (c, s, l) = (ctx.clone(), spec.clone(), layout.clone());
-    let prepared = actix_web::web::block(move || {
-        records
-            .iter()
-            .map(|record| prepare(&c, &s, &l, record))
-            .collect::<Result<Vec<_>, AppError>>()
-    })
-    .await??;
-    Ok(Page { prepared, last })
-}
-
-/// Writes the export of `selection` to `path`, a page at a time: the next page is read and
-/// prepared while the current one is written, so that reading and writing each have a core.
+/// Writes the export of `selection` to `path`, a page at a time, in three stages that run at
+/// once on three pages: the database read of one page, the preparing of the page before it
+/// (parsing the stored answers, opening sensitive values, making the cells) and the writing of
+/// the page before that. Each stage takes about a third of the work, so the two cores stay busy.
 /// At most once a [`PROGRESS_EVERY`] (and after the last page) `progress` is told how many
 /// submissions are done; it answers whether to go on.
 pub async fn produce<F, Fut>(
@@ -390,22 +360,44 @@ where
         ctx.tmp.clone(),
     );
     let mut out = actix_web::web::block(move || open_output(&s, &l, &p, &tmp)).await??;
-    let mut page = next_page(ctx, &spec, &layout, &selection, 0).await?;
+    let read = |after: Option<i64>| {
+        let (db, sel, with_files) = (ctx.db.clone(), selection.clone(), spec.attachments);
+        async move {
+            match after {
+                Some(after) => {
+                    db.read(move |conn| rows::page(conn, &sel, after, PAGE, with_files))
+                        .await
+                }
+                None => Ok(Vec::new()),
+            }
+        }
+    };
+    let mut records = read(Some(0)).await?;
+    let mut ready: Vec<Prepared> = Vec::new();
     let mut done = 0;
     let mut reported = Instant::now();
-    while let Some(last) = page.last {
-        done += page.prepared.len() as i64;
-        let prepared = std::mem::take(&mut page.prepared);
+    while !(records.is_empty() && ready.is_empty()) {
+        let after = records.last().map(|r| r.id);
+        done += ready.len() as i64;
         let write = actix_web::web::block(move || -> Result<Box<dyn Output>, AppError> {
-            for submission in &prepared {
+            for submission in &ready {
                 out.add(submission)?;
             }
             Ok(out)
         });
-        let (written, next) = tokio::join!(write, next_page(ctx, &spec, &layout, &selection, last));
+        let (c, s, l) = (ctx.clone(), spec.clone(), layout.clone());
+        let prepare_page = actix_web::web::block(move || {
+            records
+                .iter()
+                .map(|record| prepare(&c, &s, &l, record))
+                .collect::<Result<Vec<_>, AppError>>()
+        });
+        let (written, prepared, next) = tokio::join!(write, prepare_page, read(after));
         out = written??;
-        page = next?;
-        if page.last.is_none() || reported.elapsed() >= PROGRESS_EVERY {
+        ready = prepared??;
+        records = next?;
+        let finished = records.is_empty() && ready.is_empty();
+        if finished || reported.elapsed() >= PROGRESS_EVERY {
             if !progress(done).await? {
                 return Err(AppError::conflict(
                     "export_taken_over",
