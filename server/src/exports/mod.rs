@@ -335,7 +335,8 @@ fn open_output(
 /// Writes the export of `selection` to `path`, a page at a time, in three stages that run at
 /// once on three pages: the database read of one page, the preparing of the page before it
 /// (parsing the stored answers, opening sensitive values, making the cells) and the writing of
-/// the page before that. Each stage takes about a third of the work, so the two cores stay busy.
+/// the page before that, so that the cores stay busy whichever stage is the longest (reading
+/// for GeoJSON and CSV, writing for XLSX).
 /// At most once a [`PROGRESS_EVERY`] (and after the last page) `progress` is told how many
 /// submissions are done; it answers whether to go on.
 pub async fn produce<F, Fut>(
