@@ -341,6 +341,23 @@ async fn xlsx_and_geojson_hold_the_same_submissions() {
     drop(server);
 }
 
+/// A job queued on an instance starts there at once, not at the instance's next look for work:
+/// with an hour between looks, both jobs still finish.
+#[tokio::test]
+async fn a_job_starts_at_once_on_the_instance_that_took_it() {
+    let (server, admin, ids, _) = setup(&["--export-poll-secs", "3600"]).await;
+    for format in ["csv", "geojson"] {
+        let done = run_job(
+            &admin,
+            json!({ "form": "household_visit", "format": format }),
+        )
+        .await;
+        assert_eq!(done["status"], "done", "{format}: {done}");
+        assert_eq!(done["done"], ids.len(), "{format}");
+    }
+    drop(server);
+}
+
 /// An export longer than a page (500 submissions) is read a page ahead while the previous one
 /// is written: every submission must land in the file once, with its repeat rows.
 #[tokio::test]

@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// Seconds a finished export's file is kept for download before it is deleted.
     #[arg(long, env = "FIELDTALLY_EXPORT_KEEP_SECS", default_value_t = 86_400)]
     pub export_keep_secs: i64,
+    /// Seconds between an instance's looks for export jobs queued by other instances or left by
+    /// a crashed one; a job queued on an instance starts there at once.
+    #[arg(long, env = "FIELDTALLY_EXPORT_POLL_SECS", default_value_t = 1.0)]
+    pub export_poll_secs: f64,
     /// Seconds between looks at the outbox of push deliveries when it has nothing due.
     #[arg(long, env = "FIELDTALLY_PUSH_POLL_SECS", default_value_t = 5.0)]
     pub push_poll_secs: f64,
@@ -227,6 +231,7 @@ impl From<&ServeArgs> for Config {
             export_jobs: crate::exports::jobs::Settings {
                 stale_after: chrono::Duration::seconds(a.export_stale_secs.max(1)),
                 keep: chrono::Duration::seconds(a.export_keep_secs.max(0)),
+                poll: seconds(a.export_poll_secs, 0.05),
             },
             push: crate::push::worker::PushConfig {
                 poll: seconds(a.push_poll_secs, 0.05),

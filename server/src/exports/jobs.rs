@@ -23,8 +23,6 @@ use crate::users::now;
 /// How a job is claimed a second or third time before it is given up.
 pub const MAX_ATTEMPTS: i64 = 3;
 
-const POLL: Duration = Duration::from_secs(1);
-
 pub const QUEUED: &str = "queued";
 pub const RUNNING: &str = "running";
 pub const DONE: &str = "done";
@@ -38,6 +36,8 @@ pub struct Settings {
     pub stale_after: chrono::Duration,
     /// Finished files are deleted this long after the job finished.
     pub keep: chrono::Duration,
+    /// How often to look for jobs without being woken.
+    pub poll: Duration,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
@@ -332,8 +332,8 @@ async fn execute(
 }
 
 /// Claims and runs jobs, and deletes expired files, until the server stops. Looks for work
-/// every [`POLL`] (jobs queued by other instances, jobs whose instance crashed) and at once when
-/// `wake` is notified (a job queued by this instance).
+/// every `settings.poll` (jobs queued by other instances, jobs whose instance crashed) and at
+/// once when `wake` is notified (a job queued by this instance).
 pub async fn run(ctx: Context, data_dir: PathBuf, settings: Settings, wake: Arc<Notify>) {
     let owner = new_id();
     loop {
@@ -341,7 +341,7 @@ pub async fn run(ctx: Context, data_dir: PathBuf, settings: Settings, wake: Arc<
             tracing::warn!(error = %e, "export jobs");
         }
         tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(settings.poll) => {}
             () = wake.notified() => {}
         }
     }

@@ -332,7 +332,8 @@ impl Xlsx {
         let mut workbook = rust_xlsxwriter::Workbook::new();
         workbook.set_tempdir(tmp).map_err(xlsx_error)?;
         // Excel's own level: most of the time of a large workbook is compressing its sheets,
-        // and level 3 takes about 30 % less than the default 6 for a file about 5 % larger.
+        // and level 3 takes about 30 % less than the default 6 (rust_xlsxwriter's figures) for
+        // a larger file (about 15 % larger for the export benchmark's workbook).
         workbook.set_zip_compression_level(3);
         let mut xlsx = Xlsx {
             workbook,
