@@ -8,6 +8,9 @@
 //! cargo bench --bench indicators -- --submissions 1000000 --database-url postgres://postgres@127.0.0.1:5432/bench
 //! ```
 //!
+//! `--sqlite-file PATH` keeps the SQLite database there; `--queries-only` then measures the
+//! queries again on what an earlier run loaded (to compare builds without loading anew).
+//!
 //! Not a test: nothing here asserts a time.
 
 use std::collections::BTreeMap;
@@ -38,6 +41,8 @@ const BATCH: usize = 500;
 struct Args {
     submissions: usize,
     database_url: Option<String>,
+    sqlite_file: Option<std::path::PathBuf>,
+    queries_only: bool,
     queries: usize,
 }
 
@@ -45,6 +50,8 @@ fn args() -> Args {
     let mut a = Args {
         submissions: 100_000,
         database_url: None,
+        sqlite_file: None,
+        queries_only: false,
         queries: 200,
     };
     let mut it = std::env::args().skip(1);
@@ -57,6 +64,8 @@ fn args() -> Args {
                     .unwrap_or(a.submissions)
             }
             "--database-url" => a.database_url = it.next(),
+            "--sqlite-file" => a.sqlite_file = it.next().map(Into::into),
+            "--queries-only" => a.queries_only = true,
             "--queries" => a.queries = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.queries),
             // `cargo bench` passes --bench.
             _ => {}
@@ -220,10 +229,14 @@ fn ms(d: Duration) -> String {
 fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("temp dir");
+    let file = a
+        .sqlite_file
+        .clone()
+        .unwrap_or_else(|| dir.path().join("bench.sqlite3"));
     let url = a
         .database_url
         .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.sqlite3").display()));
+        .unwrap_or_else(|| format!("sqlite://{}", file.display()));
     println!(
         "indicator benchmark: {} submissions on {}",
         a.submissions,
@@ -235,10 +248,25 @@ fn main() {
     );
     let (_, mut conn) = db::connect(&url).expect("database");
     let ind = Indicators::load(None).expect("definitions");
+    if !a.queries_only {
+        load(&mut conn, &ind, a.submissions);
+    }
+    queries(&mut conn, &ind, a.queries);
+    if a.queries_only {
+        return;
+    }
+    recompute(&mut conn, &ind);
+    if url.starts_with("sqlite") {
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        println!("SQLite file: {:.0} MB", size as f64 / 1e6);
+    }
+}
 
+/// Sets up the areas, forms and a collector, then stores `submissions` with their reviews.
+fn load(conn: &mut DbConn, ind: &Indicators, submissions: usize) {
     let t = Instant::now();
     let collector = NewUser::prepare("bench", "bench-password", Role::Collector).expect("user");
-    let (collector, versions) = tx(&mut conn, |c| {
+    let (collector, versions) = tx(conn, |c| {
         fieldtally::areas::shipped::load(c)?;
         let mut versions = BTreeMap::new();
         for (_, xml) in fieldtally_forms::shipped::FORMS {
@@ -247,16 +275,16 @@ fn main() {
         }
         Ok((users::create(c, &collector)?.id, versions))
     });
-    let (csv, hamlet_codes) = hamlets(&mut conn);
-    tx(&mut conn, |c| {
+    let (csv, hamlet_codes) = hamlets(conn);
+    tx(conn, |c| {
         import::import(c, FileKind::Csv, csv.as_bytes()).map(|_| ())
     });
-    match &mut conn {
+    match conn {
         DbConn::Sqlite(c) => c.batch_execute("UPDATE areas SET region = CASE id % 3 WHEN 0 THEN 'I' WHEN 1 THEN 'II' ELSE 'III' END WHERE level = 'commune'"),
         DbConn::Pg(c) => c.batch_execute("UPDATE areas SET region = CASE id % 3 WHEN 0 THEN 'I' WHEN 1 THEN 'II' ELSE 'III' END WHERE level = 'commune'"),
     }
     .expect("regions");
-    tx(&mut conn, |c| indicators::sync(c, &ind).map(|_| ()));
+    tx(conn, |c| indicators::sync(c, ind).map(|_| ()));
     println!(
         "set up {} hamlets in {:.1} s",
         hamlet_codes.len(),
@@ -266,12 +294,12 @@ fn main() {
     // Load.
     let mut rng = StdRng::seed_from_u64(8);
     let start = NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
-    let women_per_hamlet = (a.submissions * 3 / 10 / hamlet_codes.len() / 3).max(1);
+    let women_per_hamlet = (submissions * 3 / 10 / hamlet_codes.len() / 3).max(1);
     let t = Instant::now();
     let mut done = 0usize;
     let mut edits = 0usize;
-    while done < a.submissions {
-        let n = BATCH.min(a.submissions - done);
+    while done < submissions {
+        let n = BATCH.min(submissions - done);
         let mut batch: Vec<(Incoming, &'static str, Option<Incoming>)> = Vec::with_capacity(n);
         for i in 0..n {
             let hamlet = &hamlet_codes[rng.random_range(0..hamlet_codes.len())];
@@ -329,26 +357,26 @@ fn main() {
             edits += usize::from(edit.is_some());
             batch.push((make(id, None, &fields), state, edit));
         }
-        tx(&mut conn, |c| {
+        tx(conn, |c| {
             for (inc, state, edit) in &batch {
                 let stored = submissions::store(c, inc)?;
-                indicators::refresh_submission(c, &ind, stored.submission_id, Some(collector))?;
+                indicators::refresh_submission(c, ind, stored.submission_id, Some(collector))?;
                 if let Some(e) = edit {
                     submissions::store(c, e)?;
-                    indicators::refresh_submission(c, &ind, stored.submission_id, Some(collector))?;
+                    indicators::refresh_submission(c, ind, stored.submission_id, Some(collector))?;
                 }
                 if *state != "received" {
                     use fieldtally::db::schema::submissions as s;
                     fieldtally::on_conn!(c, x => diesel::update(s::table.find(stored.submission_id))
                         .set(s::review_state.eq(state))
                         .execute(x))?;
-                    indicators::refresh_submission(c, &ind, stored.submission_id, None)?;
+                    indicators::refresh_submission(c, ind, stored.submission_id, None)?;
                 }
             }
             Ok(())
         });
         done += n;
-        if done.is_multiple_of(50_000) || done == a.submissions {
+        if done.is_multiple_of(50_000) || done == submissions {
             println!(
                 "  loaded {done} submissions ({edits} edited) in {:.0} s: {:.0} submissions/s with their reviews",
                 t.elapsed().as_secs_f64(),
@@ -356,7 +384,10 @@ fn main() {
             );
         }
     }
+}
 
+/// The province-wide table by commune × ethnicity and by commune.
+fn queries(conn: &mut DbConn, ind: &Indicators, queries: usize) {
     // The province-wide table by commune × ethnicity.
     let table = |basis: Basis, map: MapKind, by: &[&str]| ValuesRequest {
         period: Period::Year(2025),
@@ -383,11 +414,11 @@ fn main() {
         ),
     ];
     for (label, req) in &cases {
-        let mut times = Vec::with_capacity(a.queries);
+        let mut times = Vec::with_capacity(queries);
         let mut rows = 0;
-        for i in 0..a.queries + 5 {
+        for i in 0..queries + 5 {
             let t = Instant::now();
-            let r = query::values(&mut conn.conn(), &ind, req).expect("values");
+            let r = query::values(&mut conn.conn(), ind, req).expect("values");
             // The first runs warm the caches.
             if i >= 5 {
                 times.push(t.elapsed());
@@ -402,11 +433,12 @@ fn main() {
             times.len()
         );
     }
+}
 
+/// A full recompute, then a verification of the maintained figures against one.
+fn recompute(conn: &mut DbConn, ind: &Indicators) {
     let t = Instant::now();
-    let report = tx(&mut conn, |c| {
-        indicators::recompute_all(c, &ind, "benchmark")
-    });
+    let report = tx(conn, |c| indicators::recompute_all(c, ind, "benchmark"));
     println!(
         "full recompute: {:.1} s ({} submissions, {} facts, {} figures)",
         t.elapsed().as_secs_f64(),
@@ -415,16 +447,10 @@ fn main() {
         report.cells
     );
     let t = Instant::now();
-    let v = tx(&mut conn, |c| indicators::verify(c, &ind));
+    let v = tx(conn, |c| indicators::verify(c, ind));
     println!(
         "verification (recompute into a scratch copy and compare): {:.1} s, identical: {}",
         t.elapsed().as_secs_f64(),
         v.identical()
     );
-    if url.starts_with("sqlite") {
-        let size = std::fs::metadata(dir.path().join("bench.sqlite3"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        println!("SQLite file: {:.0} MB", size as f64 / 1e6);
-    }
 }

@@ -161,16 +161,48 @@ struct Rollup<'a> {
     map: MapKind,
     period: Period,
     explicit: &'a HashMap<(String, i64), f64>,
-    memo: HashMap<(String, i64), Option<f64>>,
+    /// Per name, the areas with a value of their own and every area above them: only there can
+    /// a roll-up find one. Without it every total of the table walked down to each hamlet.
+    reach: HashMap<&'a str, HashSet<i64>>,
+    memo: HashMap<(&'a str, i64), Option<f64>>,
 }
 
-impl Rollup<'_> {
-    fn value(&mut self, name: &str, area: i64, sum_children: bool) -> Option<f64> {
-        let key = (name.to_string(), area);
-        if let Some(v) = self.memo.get(&key) {
+impl<'a> Rollup<'a> {
+    fn new(
+        index: &'a AreaIndex,
+        map: MapKind,
+        period: Period,
+        explicit: &'a HashMap<(String, i64), f64>,
+    ) -> Rollup<'a> {
+        let mut reach: HashMap<&str, HashSet<i64>> = HashMap::new();
+        for (name, area) in explicit.keys() {
+            let above = reach.entry(name.as_str()).or_default();
+            let mut at = Some(*area);
+            while let Some(id) = at {
+                if !above.insert(id) {
+                    break;
+                }
+                at = index.get(id).and_then(|n| n.parent_id);
+            }
+        }
+        Rollup {
+            index,
+            map,
+            period,
+            explicit,
+            reach,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn value(&mut self, name: &'a str, area: i64, sum_children: bool) -> Option<f64> {
+        if !self.reach.get(name).is_some_and(|r| r.contains(&area)) {
+            return None;
+        }
+        if let Some(v) = self.memo.get(&(name, area)) {
             return *v;
         }
-        let mut v = self.explicit.get(&key).copied();
+        let mut v = self.explicit.get(&(name.to_string(), area)).copied();
         if v.is_none() && sum_children {
             let (from, to) = self.period.bounds();
             let kids: Vec<i64> = match self.map {
@@ -196,21 +228,9 @@ impl Rollup<'_> {
                 v = Some(parts.iter().sum());
             }
         }
-        self.memo.insert(key, v);
+        self.memo.insert((name, area), v);
         v
     }
-}
-
-/// The dims of a stored cell, parsed once per distinct text.
-fn parsed<'c>(
-    cache: &'c mut HashMap<String, BTreeMap<String, String>>,
-    text: &str,
-) -> &'c BTreeMap<String, String> {
-    if !cache.contains_key(text) {
-        let map = serde_json::from_str(text).unwrap_or_default();
-        cache.insert(text.to_string(), map);
-    }
-    &cache[text]
 }
 
 type Folded = BTreeMap<(u16, i64, Period), BTreeMap<Vec<Option<String>>, i64>>;
@@ -275,6 +295,65 @@ fn figure_rows(
     })?;
     let wanted: HashSet<i64> = area_ids.into_iter().collect();
     Ok(rows.into_iter().filter(|r| wanted.contains(&r.2)).collect())
+}
+
+/// Sums figures at the measures' finest dims to the table's `dims`. A province table folds
+/// tens of thousands of cells: each distinct dims text is parsed once, and a row's measure and
+/// period are looked up only when they change (rows come ordered by them).
+fn fold(defs: &Definitions, rows: Vec<Row>, dims: &[String]) -> Folded {
+    let mut texts: HashMap<String, usize> = HashMap::new();
+    let mut sums: HashMap<(u16, i64, Period, usize), i64> = HashMap::new();
+    let mut measure_of: Option<(String, u16)> = None;
+    let mut period_of: Option<(String, Period)> = None;
+    for (measure, period, area_id, text, value) in rows {
+        let n = match &measure_of {
+            Some((m, n)) if *m == measure => *n,
+            _ => {
+                let Some(n) = defs.number(&measure) else {
+                    continue;
+                };
+                measure_of = Some((measure, n));
+                n
+            }
+        };
+        let p = match &period_of {
+            Some((s, p)) if *s == period => *p,
+            _ => {
+                let Ok(p) = Period::parse(&period) else {
+                    continue;
+                };
+                period_of = Some((period, p));
+                p
+            }
+        };
+        let next = texts.len();
+        let id = *texts.entry(text).or_insert(next);
+        *sums.entry((n, area_id, p, id)).or_insert(0) += value;
+    }
+    let mut parsed: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); texts.len()];
+    for (text, id) in texts {
+        parsed[id] = serde_json::from_str(&text).unwrap_or_default();
+    }
+    let mut folded: Folded = BTreeMap::new();
+    for ((n, area_id, p, id), value) in sums {
+        let Some(m) = defs.measure(n) else { continue };
+        let projected: Vec<Option<String>> = dims
+            .iter()
+            .map(|d| {
+                if m.allows(d) {
+                    parsed[id].get(d).cloned()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        *folded
+            .entry((n, area_id, p))
+            .or_default()
+            .entry(projected)
+            .or_insert(0) += value;
+    }
+    folded
 }
 
 /// Hamlet figures, computed from the facts (only figures from commune level up are stored).
@@ -450,67 +529,22 @@ pub fn values(
     let areas = areas_at(&index, &roots, level, req.map, req.period)?;
 
     let ids: Vec<String> = selected.iter().map(|(_, m)| m.id.clone()).collect();
-    let area_set: HashSet<i64> = areas.iter().map(|a| a.id).collect();
-    let rows = figure_rows(
-        conn,
-        defs,
-        &index,
-        &Scope {
-            snapshot,
-            measures: &ids,
-            basis: req.basis,
-            map: req.map,
-            level,
-            periods: &periods,
-            areas: &areas,
-        },
-    )?;
-
-    let mut cache: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    let mut folded: Folded = BTreeMap::new();
-    for (measure, period, area_id, dims_text, value) in rows {
-        if !area_set.contains(&area_id) {
-            continue;
-        }
-        let (Some(n), Ok(p)) = (defs.number(&measure), Period::parse(&period)) else {
-            continue;
-        };
-        let Some(m) = defs.measure(n) else { continue };
-        let cell_dims = parsed(&mut cache, &dims_text);
-        let projected: Vec<Option<String>> = dims
-            .iter()
-            .map(|d| {
-                if m.allows(d) {
-                    cell_dims.get(d).cloned()
-                } else {
-                    None
-                }
-            })
-            .collect();
-        *folded
-            .entry((n, area_id, p))
-            .or_default()
-            .entry(projected)
-            .or_insert(0) += value;
-    }
+    let scope = Scope {
+        snapshot,
+        measures: &ids,
+        basis: req.basis,
+        map: req.map,
+        level,
+        periods: &periods,
+        areas: &areas,
+    };
+    let folded = fold(defs, figure_rows(conn, defs, &index, &scope)?, &dims);
 
     let year = i64::from(req.period.year());
     let targets = super::targets::targets_for(conn, snapshot, year)?;
     let baselines = super::targets::baselines_for(conn, snapshot, year)?;
-    let mut target_rollup = Rollup {
-        index: &index,
-        map: req.map,
-        period: req.period,
-        explicit: &targets,
-        memo: HashMap::new(),
-    };
-    let mut baseline_rollup = Rollup {
-        index: &index,
-        map: req.map,
-        period: req.period,
-        explicit: &baselines,
-        memo: HashMap::new(),
-    };
+    let mut target_rollup = Rollup::new(&index, req.map, req.period, &targets);
+    let mut baseline_rollup = Rollup::new(&index, req.map, req.period, &baselines);
 
     let empty = vec![None; dims.len()];
     let mut out = Vec::new();
@@ -895,4 +929,161 @@ pub fn behind(
         submissions: page,
         next_cursor: next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn node(id: i64, level: Level, parent_id: Option<i64>) -> Node {
+        Node {
+            id,
+            level: level.as_str().to_string(),
+            code: format!("A{id}"),
+            name: format!("Area {id}"),
+            parent_id,
+            valid_from: None,
+            valid_to: None,
+            region: None,
+            especially_difficult: None,
+        }
+    }
+
+    /// Province 1; districts 2 and 3; communes 4 and 5 in 2, 6 in 3; a hamlet in each commune.
+    fn index() -> AreaIndex {
+        AreaIndex::from_nodes(vec![
+            node(1, Level::Province, None),
+            node(2, Level::District, Some(1)),
+            node(3, Level::District, Some(1)),
+            node(4, Level::Commune, Some(2)),
+            node(5, Level::Commune, Some(2)),
+            node(6, Level::Commune, Some(3)),
+            node(7, Level::Hamlet, Some(4)),
+            node(8, Level::Hamlet, Some(5)),
+            node(9, Level::Hamlet, Some(6)),
+        ])
+    }
+
+    #[test]
+    fn targets_roll_up_only_from_areas_that_have_one() {
+        let index = index();
+        let explicit: HashMap<(String, i64), f64> = [
+            (("m".to_string(), 4), 10.0),
+            (("m".to_string(), 5), 5.0),
+            (("m".to_string(), 3), 7.0),
+            (("m".to_string(), 9), 100.0),
+        ]
+        .into_iter()
+        .collect();
+        let mut r = Rollup::new(&index, MapKind::AsRecorded, Period::Year(2025), &explicit);
+        // District 3's own target wins over its hamlet's.
+        assert_eq!(r.value("m", 3, true), Some(7.0));
+        assert_eq!(r.value("m", 2, true), Some(15.0));
+        assert_eq!(r.value("m", 1, true), Some(22.0));
+        assert_eq!(r.value("m", 6, true), Some(100.0));
+        assert_eq!(r.value("m", 7, true), None);
+        assert_eq!(r.value("other", 1, true), None);
+        // A ratio's target does not add up.
+        let mut ratio = Rollup::new(&index, MapKind::AsRecorded, Period::Year(2025), &explicit);
+        assert_eq!(ratio.value("m", 1, false), None);
+        assert_eq!(ratio.value("m", 4, false), Some(10.0));
+    }
+
+    fn definitions() -> Definitions {
+        let measure = |name: &str, by: &str, extra: &str| {
+            format!("[[measures]]\nname = \"{name}\"\nunit = {{ vi = \"a\", en = \"b\" }}\nkind = \"sum\"\nforms = [\"f\"]\nsplit = {{ dim = \"sex\", fields = {{ female = \"w\", male = \"m\" }} }}\nby = [{by}]\n{extra}")
+        };
+        let toml = format!(
+            "code = \"T-1\"\nstatus = \"working\"\nsource = \"test\"\nwording = {{ vi = \"v\", en = \"e\" }}\n{}{}",
+            measure(
+                "both",
+                "\"sex\", \"ethnicity\"",
+                "dims.ethnicity = { field = \"eth\" }\n"
+            ),
+            measure("sex_only", "\"sex\"", "")
+        );
+        Definitions::parse(&[("T.toml".to_string(), toml)]).expect("definitions")
+    }
+
+    /// The fold as the table means it, one row at a time.
+    fn reference(defs: &Definitions, rows: &[Row], dims: &[String]) -> Folded {
+        let mut out: Folded = BTreeMap::new();
+        for (measure, period, area_id, text, value) in rows {
+            let (Some(n), Ok(p)) = (defs.number(measure), Period::parse(period)) else {
+                continue;
+            };
+            let Some(m) = defs.measure(n) else { continue };
+            let cell: BTreeMap<String, String> = serde_json::from_str(text).expect("dims");
+            let projected = dims
+                .iter()
+                .map(|d| m.allows(d).then(|| cell.get(d).cloned()).flatten())
+                .collect();
+            *out.entry((n, *area_id, p))
+                .or_default()
+                .entry(projected)
+                .or_insert(0) += value;
+        }
+        out
+    }
+
+    fn row() -> impl Strategy<Value = Row> {
+        (
+            prop::sample::select(vec!["T-1/both", "T-1/sex_only", "T-9/gone"]),
+            prop::sample::select(vec!["2025", "2025-Q3", "2025-07"]),
+            1i64..4,
+            prop::sample::select(vec![
+                r#"{"ethnicity":"01","sex":"female"}"#,
+                r#"{"ethnicity":"01","sex":"male"}"#,
+                r#"{"ethnicity":"08","sex":"female"}"#,
+                r#"{"sex":"male"}"#,
+                r#"{}"#,
+            ]),
+            1i64..50,
+        )
+            .prop_map(|(m, p, a, d, v)| (m.to_string(), p.to_string(), a, d.to_string(), v))
+    }
+
+    proptest! {
+        #[test]
+        fn folding_cells_sums_them_to_the_asked_dims(
+            rows in prop::collection::vec(row(), 0..60),
+            by in prop::sample::subsequence(vec!["ethnicity", "sex", "age_band"], 0..=3),
+        ) {
+            let defs = definitions();
+            let dims: Vec<String> = by.iter().map(|d| d.to_string()).collect();
+            prop_assert_eq!(fold(&defs, rows.clone(), &dims), reference(&defs, &rows, &dims));
+        }
+    }
+
+    #[test]
+    fn folding_sums_the_cells_of_one_figure_and_drops_dims_a_measure_lacks() {
+        let defs = definitions();
+        let r = |m: &str, a: i64, d: &str, v: i64| {
+            (m.to_string(), "2025".to_string(), a, d.to_string(), v)
+        };
+        let rows = vec![
+            r("T-1/both", 1, r#"{"ethnicity":"01","sex":"female"}"#, 3),
+            r("T-1/both", 1, r#"{"ethnicity":"01","sex":"male"}"#, 4),
+            r("T-1/both", 1, r#"{"ethnicity":"08","sex":"female"}"#, 5),
+            r("T-1/sex_only", 1, r#"{"ethnicity":"01","sex":"male"}"#, 6),
+            r("T-1/both", 1, r#"{"ethnicity":"01","sex":"female"}"#, 1),
+        ];
+        let folded = fold(&defs, rows, &["ethnicity".to_string()]);
+        let both = defs.number("T-1/both").expect("both");
+        let sex_only = defs.number("T-1/sex_only").expect("sex_only");
+        let year = Period::Year(2025);
+        let got = |n: u16| -> Vec<(Vec<Option<String>>, i64)> {
+            folded[&(n, 1, year)].clone().into_iter().collect()
+        };
+        assert_eq!(
+            got(both),
+            vec![
+                (vec![Some("01".to_string())], 8),
+                (vec![Some("08".to_string())], 5)
+            ]
+        );
+        assert_eq!(got(sex_only), vec![(vec![None], 6)]);
+    }
 }

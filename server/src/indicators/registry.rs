@@ -126,6 +126,11 @@ impl AreaIndex {
             ))
             .order(areas::id)
             .load(c))?;
+        Ok(AreaIndex::from_nodes(rows))
+    }
+
+    /// The index of these area versions (in id order).
+    pub fn from_nodes(rows: Vec<Node>) -> AreaIndex {
         let mut index = AreaIndex::default();
         for n in rows {
             if n.level == Level::Hamlet.as_str() {
@@ -148,7 +153,7 @@ impl AreaIndex {
                 code(a).cmp(&code(b)).then(a.cmp(b))
             });
         }
-        Ok(index)
+        index
     }
 
     pub fn get(&self, id: i64) -> Option<&Node> {
