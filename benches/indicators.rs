@@ -222,6 +222,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn exit(message: &str) -> ! {
+    eprintln!("indicator benchmark: {message}");
+    std::process::exit(2)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -246,8 +251,24 @@ fn main() {
             "PostgreSQL"
         }
     );
+    if a.queries_only && a.sqlite_file.is_none() && a.database_url.is_none() {
+        exit("--queries-only measures a database an earlier run loaded: name it with --sqlite-file or --database-url");
+    }
+    if a.sqlite_file.is_some() && a.database_url.is_some() {
+        exit("give --sqlite-file or --database-url, not both");
+    }
     let (_, mut conn) = db::connect(&url).expect("database");
     let ind = Indicators::load(None).expect("definitions");
+    let held: i64 = {
+        use fieldtally::db::schema::submissions as s;
+        fieldtally::on_conn!(&mut conn.conn(), x => s::table.count().get_result(x))
+            .expect("count submissions")
+    };
+    match (a.queries_only, held) {
+        (true, 0) => exit(&format!("{url} holds no submissions: load it first (without --queries-only)")),
+        (false, n) if n > 0 => exit(&format!("{url} already holds {n} submissions: measure them with --queries-only, or load into another database")),
+        _ => {}
+    }
     if !a.queries_only {
         load(&mut conn, &ind, a.submissions);
     }

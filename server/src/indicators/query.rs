@@ -299,7 +299,7 @@ fn figure_rows(
 
 /// Sums figures at the measures' finest dims to the table's `dims`. A province table folds
 /// tens of thousands of cells: each distinct dims text is parsed once, and a row's measure and
-/// period are looked up only when they change (rows come ordered by them).
+/// period are looked up only when they change (stored cells come ordered by them).
 fn fold(defs: &Definitions, rows: Vec<Row>, dims: &[String]) -> Folded {
     let mut texts: HashMap<String, usize> = HashMap::new();
     let mut sums: HashMap<(u16, i64, Period, usize), i64> = HashMap::new();
