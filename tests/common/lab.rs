@@ -200,7 +200,8 @@ impl Lab {
     pub fn clear(&mut self) {
         self.sql(
             "DELETE FROM indicator_revisions; DELETE FROM indicator_periods; \
-             DELETE FROM indicator_cells; DELETE FROM indicator_facts; DELETE FROM indicator_applied; \
+             DELETE FROM indicator_cells; DELETE FROM indicator_rollups; DELETE FROM indicator_facts; \
+             DELETE FROM indicator_applied; \
              DELETE FROM indicator_targets; DELETE FROM indicator_baselines; \
              DELETE FROM submission_flags; DELETE FROM attachments; \
              DELETE FROM submission_areas; DELETE FROM submission_reviews; \

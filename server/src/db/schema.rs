@@ -307,6 +307,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    indicator_rollups (snapshot, measure, basis, map, level, period, area_id, dim, dim_value) {
+        snapshot -> BigInt,
+        measure -> Text,
+        basis -> Text,
+        map -> Text,
+        level -> Text,
+        period -> Text,
+        area_id -> BigInt,
+        dim -> Text,
+        dim_value -> Text,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
     indicator_facts (snapshot, submission_id, measure, seq) {
         snapshot -> BigInt,
         submission_id -> BigInt,
@@ -519,6 +534,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     web_sessions,
     submission_areas,
     indicator_cells,
+    indicator_rollups,
     indicator_facts,
     indicator_applied,
     indicator_definitions,

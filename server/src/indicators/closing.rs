@@ -126,15 +126,28 @@ pub fn close(
         .returning(indicator_periods::id)
         .get_result(c))?;
     let covered: Vec<String> = period.covered().iter().map(Period::to_string).collect();
-    let mut sql = Sql::new(
-        conn,
-        "INSERT INTO indicator_cells (snapshot, measure, basis, map, level, period, area_id, dims, value) SELECT ",
-    );
-    sql.bind(id)
-        .push(", measure, basis, map, level, period, area_id, dims, value FROM indicator_cells WHERE snapshot = 0 AND period IN (")
-        .list(&covered)
-        .push(")");
-    sql.execute(conn)?;
+    for (table, columns) in [
+        (
+            "indicator_cells",
+            "measure, basis, map, level, period, area_id, dims, value",
+        ),
+        (
+            "indicator_rollups",
+            "measure, basis, map, level, period, area_id, dim, dim_value, value",
+        ),
+    ] {
+        let mut sql = Sql::new(
+            conn,
+            &format!("INSERT INTO {table} (snapshot, {columns}) SELECT "),
+        );
+        sql.bind(id)
+            .push(&format!(
+                ", {columns} FROM {table} WHERE snapshot = 0 AND period IN ("
+            ))
+            .list(&covered)
+            .push(")");
+        sql.execute(conn)?;
+    }
     let ids: Vec<String> = defs.numbered().map(|(_, m)| m.id.clone()).collect();
     let (from, to) = period.bounds();
     let mut interner = Interner::default();

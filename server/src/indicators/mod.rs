@@ -14,6 +14,9 @@
 //!   from the facts when asked for. Sums and counts add up their facts. A distinct key counts
 //!   once per area and period, with the dimensions of its latest fact there (by activity date,
 //!   then submission), so breakdowns add up to the total.
+//! - `indicator_rollups` keeps, beside the cells and written by the same statements, each
+//!   figure's total and its sum per value of each single dimension: a values table by at most
+//!   one dimension reads those instead of every combination the cells hold.
 //! - A full recompute from the raw submissions gives the same tables (`recompute.rs`).
 
 pub mod closing;

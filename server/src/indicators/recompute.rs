@@ -52,7 +52,7 @@ fn delete_figures(
         .filter(|(n, _)| mask.get(usize::from(*n)).copied().unwrap_or(false))
         .map(|(_, m)| m.id.clone())
         .collect();
-    for table in ["indicator_cells", "indicator_facts"] {
+    for table in ["indicator_cells", "indicator_rollups", "indicator_facts"] {
         let mut sql = Sql::new(conn, &format!("DELETE FROM {table} WHERE snapshot = "));
         sql.bind(snapshot);
         if !all {
@@ -71,7 +71,7 @@ pub fn drop_measures(conn: &mut Conn<'_>, ids: &[String]) -> Result<(), AppError
     if ids.is_empty() {
         return Ok(());
     }
-    for table in ["indicator_cells", "indicator_facts"] {
+    for table in ["indicator_cells", "indicator_rollups", "indicator_facts"] {
         let mut sql = Sql::new(
             conn,
             &format!("DELETE FROM {table} WHERE snapshot = 0 AND measure IN ("),
@@ -178,8 +178,8 @@ struct Line {
 /// How the maintained figures differ from a recompute from the raw submissions.
 #[derive(Debug, Default, Serialize)]
 pub struct Verification {
-    /// Maintained cells missing from the recompute or with another value, and recomputed cells
-    /// missing from the maintained ones.
+    /// Maintained cells and roll-ups missing from the recompute or with another value, and
+    /// recomputed ones missing from the maintained ones.
     pub cells_differing: i64,
     pub facts_differing: i64,
     /// Submissions whose applied contribution is not their current version and review state.
@@ -196,6 +196,7 @@ impl Verification {
 }
 
 const CELL_COLUMNS: &str = "measure, basis, map, level, period, area_id, dims, value";
+const ROLLUP_COLUMNS: &str = "measure, basis, map, level, period, area_id, dim, dim_value, value";
 const FACT_COLUMNS: &str = store::FACT_COLUMNS;
 
 fn except_count(
@@ -258,7 +259,9 @@ pub fn verify(
         ..Default::default()
     };
     v.cells_differing = except_count(conn, "indicator_cells", CELL_COLUMNS, LIVE, SCRATCH)?
-        + except_count(conn, "indicator_cells", CELL_COLUMNS, SCRATCH, LIVE)?;
+        + except_count(conn, "indicator_cells", CELL_COLUMNS, SCRATCH, LIVE)?
+        + except_count(conn, "indicator_rollups", ROLLUP_COLUMNS, LIVE, SCRATCH)?
+        + except_count(conn, "indicator_rollups", ROLLUP_COLUMNS, SCRATCH, LIVE)?;
     v.facts_differing = except_count(conn, "indicator_facts", FACT_COLUMNS, LIVE, SCRATCH)?
         + except_count(conn, "indicator_facts", FACT_COLUMNS, SCRATCH, LIVE)?;
     if v.cells_differing > 0 {

@@ -8,11 +8,13 @@ use chrono::NaiveDate;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Date, Nullable, Text};
 
-use super::contribution::{add_key, add_sum, Bases, CellKey, Input, Interner, Levels, StoredFact};
+use super::contribution::{
+    add_key, add_sum, Bases, CellKey, Group, Input, Interner, Levels, StoredFact,
+};
 use super::definition::Definitions;
 use super::registry::AreaIndex;
 use super::sql::{Bind, Sql, MAX_BINDS};
-use crate::db::schema::{indicator_applied, indicator_cells, submission_versions, submissions};
+use crate::db::schema::{indicator_applied, submission_versions, submissions};
 use crate::db::Conn;
 use crate::error::AppError;
 use crate::on_conn;
@@ -240,26 +242,67 @@ pub fn load_batch(
     }
 }
 
-fn cell_values(defs: &Definitions, snapshot: i64, k: &CellKey, value: i64) -> Vec<Bind> {
+/// The values of a figure's columns before its own (`dims` or `dim, dim_value`): snapshot,
+/// measure, basis, map, level, period, area id.
+fn group_values(defs: &Definitions, snapshot: i64, measure: u16, g: &Group) -> Vec<Bind> {
     let measure = defs
-        .measure(k.measure)
+        .measure(measure)
         .map(|m| m.id.clone())
         .unwrap_or_default();
     vec![
         snapshot.into(),
         measure.into(),
-        k.group.basis.as_str().into(),
-        k.group.map.as_str().into(),
-        k.group.level.as_str().into(),
-        k.group.period.to_string().into(),
-        k.group.area_id.into(),
-        k.dims.to_string().into(),
-        value.into(),
+        g.basis.as_str().into(),
+        g.map.as_str().into(),
+        g.level.as_str().into(),
+        g.period.to_string().into(),
+        g.area_id.into(),
     ]
 }
 
+/// Adds amounts to rows of `table` (primary key `keys`, then `value`), each given as its key
+/// values followed by the amount, in statements of as many rows as the binds allow. Returns
+/// the rows as they came out, for the caller to remove those that came to 0.
+fn upsert_adding<T>(
+    conn: &mut Conn<'_>,
+    table: &str,
+    keys: &str,
+    rows: Vec<Vec<Bind>>,
+) -> Result<Vec<T>, AppError>
+where
+    T: QueryableByName<diesel::sqlite::Sqlite> + QueryableByName<diesel::pg::Pg> + 'static,
+{
+    let per_statement = MAX_BINDS / (keys.split(',').count() + 1);
+    let mut rows = rows.into_iter().peekable();
+    let mut out = Vec::new();
+    while rows.peek().is_some() {
+        let mut sql = Sql::new(
+            conn,
+            &format!("INSERT INTO {table} ({keys}, value) VALUES "),
+        );
+        for (i, row) in rows.by_ref().take(per_statement).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.row(row);
+        }
+        sql.push(&format!(
+            " ON CONFLICT ({keys}) DO UPDATE SET value = {table}.value + excluded.value \
+             RETURNING {keys}, value"
+        ));
+        out.extend(sql.load::<T>(conn)?);
+    }
+    Ok(out)
+}
+
+const CELL_KEYS: &str = "snapshot, measure, basis, map, level, period, area_id, dims";
+const ROLLUP_KEYS: &str = "snapshot, measure, basis, map, level, period, area_id, dim, dim_value";
+
+/// The columns of a stored figure before its dims, as an upsert returns them.
 #[derive(QueryableByName)]
-struct CellRow {
+struct GroupColumns {
+    #[diesel(sql_type = BigInt)]
+    snapshot: i64,
     #[diesel(sql_type = Text)]
     measure: String,
     #[diesel(sql_type = Text)]
@@ -272,49 +315,128 @@ struct CellRow {
     period: String,
     #[diesel(sql_type = BigInt)]
     area_id: i64,
+}
+
+#[derive(QueryableByName)]
+struct CellRow {
+    #[diesel(embed)]
+    group: GroupColumns,
     #[diesel(sql_type = Text)]
     dims: String,
     #[diesel(sql_type = BigInt)]
     value: i64,
 }
 
-/// Adds amounts to cells of `snapshot`, creating missing cells and removing cells that come
-/// to 0, so that a cell exists exactly when its figure is not 0.
+#[derive(QueryableByName)]
+struct RollupRow {
+    #[diesel(embed)]
+    group: GroupColumns,
+    #[diesel(sql_type = Text)]
+    dim: String,
+    #[diesel(sql_type = Text)]
+    dim_value: String,
+    #[diesel(sql_type = BigInt)]
+    value: i64,
+}
+
+/// Deletes the row of `table` with the key `group` and then `rest` (column, value).
+fn delete_row(
+    conn: &mut Conn<'_>,
+    table: &str,
+    group: GroupColumns,
+    rest: &[(&str, String)],
+) -> Result<(), AppError> {
+    let mut sql = Sql::new(conn, &format!("DELETE FROM {table} WHERE snapshot = "));
+    sql.bind(group.snapshot)
+        .push(" AND measure = ")
+        .bind(group.measure)
+        .push(" AND basis = ")
+        .bind(group.basis)
+        .push(" AND map = ")
+        .bind(group.map)
+        .push(" AND level = ")
+        .bind(group.level)
+        .push(" AND period = ")
+        .bind(group.period)
+        .push(" AND area_id = ")
+        .bind(group.area_id);
+    for (column, value) in rest {
+        sql.push(&format!(" AND {column} = ")).bind(value.as_str());
+    }
+    sql.execute(conn)?;
+    Ok(())
+}
+
+/// A roll-up of cells: a figure's total (`dim` empty) or its sum for one value of one
+/// dimension.
+type RollupKey<'a> = (u16, Group, &'a str, &'a str);
+
+/// What `amounts` add to the roll-ups: each cell's amount to its figure's total and to the
+/// figure's row for each (dimension, value) the cell has.
+fn rollup_amounts<'a>(
+    amounts: &[(&'a CellKey, i64)],
+) -> Result<Vec<(RollupKey<'a>, i64)>, AppError> {
+    let mut parsed: HashMap<&'a str, Vec<(&'a str, &'a str)>> = HashMap::new();
+    let mut sums: HashMap<RollupKey<'a>, i64> = HashMap::new();
+    for (k, v) in amounts {
+        *sums.entry((k.measure, k.group, "", "")).or_insert(0) += v;
+        let text: &'a str = &k.dims;
+        if !parsed.contains_key(text) {
+            parsed.insert(text, dims_of(text)?);
+        }
+        for (dim, value) in parsed.get(text).into_iter().flatten() {
+            *sums.entry((k.measure, k.group, dim, value)).or_insert(0) += v;
+        }
+    }
+    let mut out: Vec<(RollupKey<'a>, i64)> = sums.into_iter().filter(|(_, v)| *v != 0).collect();
+    // One order for every writer, so concurrent transactions on PostgreSQL never deadlock.
+    out.sort();
+    Ok(out)
+}
+
+/// The (dimension, value) pairs of a cell's dims text, a flat JSON object of strings.
+fn dims_of(text: &str) -> Result<Vec<(&str, &str)>, AppError> {
+    let map: BTreeMap<&str, &str> = serde_json::from_str(text)
+        .map_err(|e| AppError::internal(format!("cell dims {text}: {e}")))?;
+    Ok(map.into_iter().collect())
+}
+
+/// Adds amounts to cells of `snapshot`, and to their roll-ups, creating missing rows and
+/// removing rows that come to 0, so that a row exists exactly when its figure is not 0.
 pub fn add_to_cells(
     conn: &mut Conn<'_>,
     defs: &Definitions,
     snapshot: i64,
     amounts: &[(&CellKey, i64)],
 ) -> Result<(), AppError> {
-    for chunk in amounts.chunks(MAX_BINDS / 9) {
-        let mut sql = Sql::new(
+    let rows = amounts
+        .iter()
+        .map(|(k, v)| {
+            let mut row = group_values(defs, snapshot, k.measure, &k.group);
+            row.extend([k.dims.to_string().into(), (*v).into()]);
+            row
+        })
+        .collect();
+    let cells: Vec<CellRow> = upsert_adding(conn, "indicator_cells", CELL_KEYS, rows)?;
+    for r in cells.into_iter().filter(|r| r.value == 0) {
+        delete_row(conn, "indicator_cells", r.group, &[("dims", r.dims)])?;
+    }
+    let rows = rollup_amounts(amounts)?
+        .into_iter()
+        .map(|((measure, group, dim, value), v)| {
+            let mut row = group_values(defs, snapshot, measure, &group);
+            row.extend([dim.into(), value.into(), v.into()]);
+            row
+        })
+        .collect();
+    let rollups: Vec<RollupRow> = upsert_adding(conn, "indicator_rollups", ROLLUP_KEYS, rows)?;
+    for r in rollups.into_iter().filter(|r| r.value == 0) {
+        delete_row(
             conn,
-            "INSERT INTO indicator_cells (snapshot, measure, basis, map, level, period, area_id, dims, value) VALUES ",
-        );
-        for (i, (k, v)) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.row(cell_values(defs, snapshot, k, *v));
-        }
-        sql.push(
-            " ON CONFLICT (snapshot, measure, basis, map, level, period, area_id, dims) \
-             DO UPDATE SET value = indicator_cells.value + excluded.value \
-             RETURNING measure, basis, map, level, period, area_id, dims, value",
-        );
-        let rows: Vec<CellRow> = sql.load(conn)?;
-        for r in rows.into_iter().filter(|r| r.value == 0) {
-            on_conn!(conn, c => diesel::delete(indicator_cells::table
-                .filter(indicator_cells::snapshot.eq(snapshot))
-                .filter(indicator_cells::measure.eq(&r.measure))
-                .filter(indicator_cells::basis.eq(&r.basis))
-                .filter(indicator_cells::map.eq(&r.map))
-                .filter(indicator_cells::level.eq(&r.level))
-                .filter(indicator_cells::period.eq(&r.period))
-                .filter(indicator_cells::area_id.eq(r.area_id))
-                .filter(indicator_cells::dims.eq(&r.dims)))
-            .execute(c))?;
-        }
+            "indicator_rollups",
+            r.group,
+            &[("dim", r.dim), ("dim_value", r.dim_value)],
+        )?;
     }
     Ok(())
 }
