@@ -1738,12 +1738,15 @@ fn spec() -> impl Strategy<Value = SubSpec> {
 }
 
 /// Submissions, review changes (at, submission, state), re-posts (at, submission, as edit),
-/// and how many consecutive posts the writer stores in one batch.
+/// how many consecutive posts the writer stores in one batch, and whether batches only record
+/// their submissions in the backlog (`Some(n)`: caught up after every n-th batch) or refresh
+/// their figures themselves.
 type Stream = (
     Vec<SubSpec>,
     Vec<(u16, usize, usize)>,
     Vec<(u16, usize, bool)>,
     usize,
+    Option<usize>,
 );
 
 fn stream() -> impl Strategy<Value = Stream> {
@@ -1752,10 +1755,14 @@ fn stream() -> impl Strategy<Value = Stream> {
         proptest::collection::vec((any::<u16>(), 0usize..10, 0usize..STATES.len()), 0..8),
         proptest::collection::vec((any::<u16>(), 0usize..10, any::<bool>()), 0..4),
         1usize..5,
+        proptest::option::of(1usize..4),
     )
 }
 
-fn play(lab: &mut Lab, (subs, reviews, dups, batch): &Stream) -> Vec<(Version, Option<Version>)> {
+fn play(
+    lab: &mut Lab,
+    (subs, reviews, dups, batch, recorded): &Stream,
+) -> Vec<(Version, Option<Version>)> {
     let versions: Vec<(Version, Option<Version>)> = subs
         .iter()
         .map(|s| {
@@ -1809,15 +1816,25 @@ fn play(lab: &mut Lab, (subs, reviews, dups, batch): &Stream) -> Vec<(Version, O
     events.sort_by_key(|(at, n, _)| (*at, *n));
     let mut posted: Vec<Option<String>> = vec![None; subs.len()];
     // Consecutive posts go in batches of `batch`, stored together with one grouped refresh
-    // (or one by one through `submit`, for batches of one), as the writer does.
+    // (or one by one through `submit`, for batches of one), or recorded in the backlog as the
+    // writer does, which is caught up after every few batches. Reviews refresh their submission
+    // at once, whether or not it waits in the backlog.
     let mut pending: Vec<Version> = Vec::new();
-    let flush = |lab: &mut Lab, pending: &mut Vec<Version>| match pending.len() {
-        0 => {}
-        1 => {
-            lab.submit(&pending[0]);
-            pending.clear();
+    let mut batches = 0;
+    let mut flush = |lab: &mut Lab, pending: &mut Vec<Version>| {
+        match (pending.len(), recorded) {
+            (0, _) => return,
+            (_, Some(_)) => lab.submit_recorded(&std::mem::take(pending)),
+            (1, None) => {
+                lab.submit(&pending[0]);
+                pending.clear();
+            }
+            (_, None) => lab.submit_together(&std::mem::take(pending)),
         }
-        _ => lab.submit_together(&std::mem::take(pending)),
+        batches += 1;
+        if recorded.is_some_and(|every| batches % every == 0) {
+            lab.catch_up();
+        }
     };
     for (_, _, e) in events {
         match e {
@@ -1842,6 +1859,8 @@ fn play(lab: &mut Lab, (subs, reviews, dups, batch): &Stream) -> Vec<(Version, O
         }
     }
     flush(lab, &mut pending);
+    // As before any read of the figures.
+    lab.catch_up();
     versions
 }
 

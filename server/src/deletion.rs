@@ -17,8 +17,8 @@ use crate::blobs::Blobs;
 use crate::changes::{self, Kind};
 use crate::db::schema::{
     attachments, deleted_submission_areas, deleted_submissions, indicator_applied,
-    indicator_revisions, submission_areas, submission_comments, submission_consent,
-    submission_flags, submission_reviews, submission_versions, submissions,
+    indicator_backlog, indicator_revisions, submission_areas, submission_comments,
+    submission_consent, submission_flags, submission_reviews, submission_versions, submissions,
 };
 use crate::db::Conn;
 use crate::error::AppError;
@@ -129,6 +129,7 @@ pub fn remove(
     .set(indicator_revisions::submission_id.eq(None::<i64>))
     .execute(c))?;
     on_conn!(conn, c => diesel::delete(indicator_applied::table.find(sid)).execute(c))?;
+    on_conn!(conn, c => diesel::delete(indicator_backlog::table.find(sid)).execute(c))?;
 
     on_conn!(conn, c => diesel::delete(
         submission_flags::table.filter(submission_flags::version_id.eq_any(&version_ids)),

@@ -100,7 +100,7 @@ pub async fn bootstrap(args: &ServeArgs) -> Result<AppState, AppError> {
         data_keys,
         metrics: Default::default(),
         geometry_cache: Default::default(),
-        refresher: indicators::refresher(indicators.clone()),
+        refresher: indicators::backlog::recorder(),
         posts: Arc::new(posts::Posts),
         indicators,
         signing_keys: Default::default(),
@@ -261,6 +261,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let db = state.db.clone();
     let max_submission = args.max_submission_bytes;
     let maintenance = actix_web::rt::spawn(maintenance::run(db.clone()));
+    let ind = state.indicators.clone();
+    let figures = actix_web::rt::spawn(indicators::backlog::follow(db.clone(), ind.clone()));
     let export_jobs = actix_web::rt::spawn(exports::jobs::run(
         exports::Context::of(&state),
         args.db.data_dir.clone(),
@@ -352,11 +354,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     server.run().await?;
     maintenance.abort();
+    figures.abort();
     export_jobs.abort();
     // A delivery in flight stays leased until its lease runs out; then it is sent again.
     push.abort();
     // Writes queued by the last requests are committed before the process ends.
     db.write(|_| Ok(())).await?;
+    // Not needed for correctness (the next start applies what waits), but the figures on disk
+    // are then current for whoever opens the database next, a backup or the command line.
+    indicators::backlog::settle(&db, &ind).await?;
     println!("fieldtally stopped");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! A submission POST as the single writer stores it: its Digest nonce use, the submission, and
-//! its webhook event, together with the POSTs next to it in the writer's batch. Their figures
-//! are refreshed together afterwards (the writer's [`Refresh`]).
+//! its webhook event, together with the POSTs next to it in the writer's batch. Each leaves a
+//! [`Refresh`]: the writer records them in the indicator backlog before the batch commits.
 
 use chrono::NaiveDateTime;
 
@@ -54,7 +54,7 @@ pub fn store_posts(conn: &mut Conn<'_>, posts: &[&Post]) -> Result<Answers<Store
         .into_iter()
         .zip(posts)
         .map(|(s, p)| {
-            // The figures never lag behind the data: refreshed before the batch commits.
+            // Recorded in the same transaction: no stored submission is ever left uncounted.
             let refresh = (s.outcome != Outcome::Duplicate).then_some(Refresh {
                 submission_id: s.submission_id,
                 by: Some(p.incoming.collector_id),

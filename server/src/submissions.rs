@@ -354,8 +354,8 @@ pub fn precheck(conn: &mut Conn<'_>, id: &fieldtally_forms::Identity) -> Result<
     Ok(())
 }
 
-/// Stores a submission POST. Runs inside the writer's transaction; the caller brings the
-/// indicators up to date in the same transaction (`indicators::refresh_submissions`).
+/// Stores a submission POST. Runs inside the writer's transaction; the caller records the
+/// submission in the indicator backlog in the same transaction (`indicators::backlog`).
 pub fn store(conn: &mut Conn<'_>, inc: &Incoming) -> Result<Stored, AppError> {
     let id = &inc.identity;
     if let Some(existing) = version_by_instance(conn, &id.instance_id)? {

@@ -17,7 +17,7 @@ use fieldtally::indicators::period::Period;
 use fieldtally::indicators::query::{self, ValueRow, ValuesRequest};
 use fieldtally::indicators::recompute::Verification;
 use fieldtally::indicators::registry::MapKind;
-use fieldtally::indicators::{self, Indicators};
+use fieldtally::indicators::{self, backlog, Indicators};
 use fieldtally::submissions::{self, Derived, Incoming, Stored};
 use fieldtally::users::{self, NewUser, Role};
 use serde_json::Value;
@@ -201,7 +201,7 @@ impl Lab {
         self.sql(
             "DELETE FROM indicator_revisions; DELETE FROM indicator_periods; \
              DELETE FROM indicator_cells; DELETE FROM indicator_rollups; DELETE FROM indicator_facts; \
-             DELETE FROM indicator_applied; \
+             DELETE FROM indicator_applied; DELETE FROM indicator_backlog; \
              DELETE FROM indicator_targets; DELETE FROM indicator_baselines; \
              DELETE FROM submission_flags; DELETE FROM attachments; \
              DELETE FROM submission_areas; DELETE FROM submission_reviews; \
@@ -281,25 +281,39 @@ impl Lab {
     }
 
     /// Stores versions together in one transaction and refreshes their figures together at its
-    /// end, as the server's writer does with the submissions of one batch.
+    /// end.
     pub fn submit_together(&mut self, vs: &[Version]) {
         let incoming: Vec<Incoming> = vs.iter().map(|v| self.incoming(v)).collect();
         let ind = std::mem::replace(&mut self.indicators, Indicators::new(Default::default()));
         let collector = self.collector;
         self.tx(|c| {
-            let incs: Vec<&Incoming> = incoming.iter().collect();
-            let refreshes: Vec<Refresh> = submissions::store_all(c, &incs)?
-                .into_iter()
-                .filter(|stored| stored.outcome != submissions::Outcome::Duplicate)
-                .map(|stored| Refresh {
-                    submission_id: stored.submission_id,
-                    by: Some(collector),
-                })
-                .collect();
+            let refreshes = store_together(c, &incoming, collector)?;
             indicators::refresh_submissions(c, &ind, &refreshes)
         })
         .expect("stored together");
         self.indicators = ind;
+    }
+
+    /// Stores versions together in one transaction that records them in the indicator backlog,
+    /// as the server's writer does with the submissions of one batch; [`Lab::catch_up`] brings
+    /// their figures up to date.
+    pub fn submit_recorded(&mut self, vs: &[Version]) {
+        let incoming: Vec<Incoming> = vs.iter().map(|v| self.incoming(v)).collect();
+        let collector = self.collector;
+        self.tx(|c| {
+            let refreshes = store_together(c, &incoming, collector)?;
+            backlog::record(c, &refreshes)
+        })
+        .expect("stored and recorded");
+    }
+
+    /// Brings the figures up to date with the backlog, as the server does before every read;
+    /// returns how many submissions waited.
+    pub fn catch_up(&mut self) -> usize {
+        let ind = std::mem::replace(&mut self.indicators, Indicators::new(Default::default()));
+        let n = self.tx(|c| backlog::catch_up(c, &ind)).expect("caught up");
+        self.indicators = ind;
+        n
     }
 
     /// A new submission of `form` in `hamlet` on `date`.
@@ -522,4 +536,21 @@ impl Version {
         self.date = date(d);
         self
     }
+}
+
+/// Stores versions in the open transaction; the refreshes their figures need.
+fn store_together(
+    c: &mut Conn<'_>,
+    incoming: &[Incoming],
+    collector: i64,
+) -> Result<Vec<Refresh>, AppError> {
+    let incs: Vec<&Incoming> = incoming.iter().collect();
+    Ok(submissions::store_all(c, &incs)?
+        .into_iter()
+        .filter(|stored| stored.outcome != submissions::Outcome::Duplicate)
+        .map(|stored| Refresh {
+            submission_id: stored.submission_id,
+            by: Some(collector),
+        })
+        .collect())
 }

@@ -380,15 +380,14 @@ impl Admin {
     }
 }
 
-/// Runs a query returning one BLOB/BYTEA column on the server's database directly, as an
-/// attacker with a copy of the database would.
-pub fn raw_bytes(server: &Server, sql: &str) -> Vec<Vec<u8>> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Binary)]
-        b: Vec<u8>,
-    }
-    let rows: Vec<Row> = match server.database_url() {
+/// Runs a query on the server's database directly, as an attacker with a copy of the database
+/// (or an operator with a shell) would.
+fn raw_rows<T>(server: &Server, sql: &str) -> Vec<T>
+where
+    T: diesel::QueryableByName<diesel::pg::Pg> + diesel::QueryableByName<diesel::sqlite::Sqlite>,
+    T: 'static,
+{
+    match server.database_url() {
         Some(url) => {
             let mut c = PgConnection::establish(url).expect("connect");
             diesel::sql_query(sql).load(&mut c).expect("query")
@@ -399,8 +398,30 @@ pub fn raw_bytes(server: &Server, sql: &str) -> Vec<Vec<u8>> {
                 diesel::SqliteConnection::establish(&path.display().to_string()).expect("open");
             diesel::sql_query(sql).load(&mut c).expect("query")
         }
-    };
-    rows.into_iter().map(|r| r.b).collect()
+    }
+}
+
+/// Runs a query returning one BLOB/BYTEA column `b` on the server's database directly.
+pub fn raw_bytes(server: &Server, sql: &str) -> Vec<Vec<u8>> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Binary)]
+        b: Vec<u8>,
+    }
+    raw_rows::<Row>(server, sql)
+        .into_iter()
+        .map(|r| r.b)
+        .collect()
+}
+
+/// Runs a query returning one count `n` on the server's database directly.
+pub fn raw_count(server: &Server, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    raw_rows::<Row>(server, sql).first().map_or(0, |r| r.n)
 }
 
 /// Files in the server's blob store.

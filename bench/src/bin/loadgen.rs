@@ -54,11 +54,12 @@ struct Args {
     /// Seconds each run lasts.
     #[arg(long, default_value_t = 15)]
     duration: u64,
-    /// Which runs: submit, photo, large, large-photo, formlist, indicators, pull.
+    /// Which runs: submit, photo, large, large-photo, formlist, indicators, mixed (phones
+    /// submitting while four officers read indicator tables), pull.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "submit,photo,large,large-photo,formlist,indicators,pull"
+        default_value = "submit,photo,large,large-photo,formlist,indicators,mixed,pull"
     )]
     scenarios: Vec<String>,
     /// Repeat each submission run this many times, to see whether the rate holds as the
@@ -790,6 +791,17 @@ async fn main() -> anyhow::Result<()> {
                         let r = indicators_run(admin.clone(), pid, devices.min(64), duration).await;
                         failures += r.errors + u64::from(r.ok == 0);
                         print_report("indicators", devices.min(64), &r);
+                    }
+                    "mixed" => {
+                        let (phones, tables) = tokio::join!(
+                            submit_run(&base, pid, devices, duration, shipped.clone(), None),
+                            indicators_run(admin.clone(), None, 4, duration),
+                        );
+                        failures += phones.errors
+                            + tables.errors
+                            + u64::from(phones.ok == 0 || tables.ok == 0);
+                        print_report("mixed submit", devices, &phones);
+                        print_report("mixed tables", 4, &tables);
                     }
                     "pull" => {
                         let (full, incremental) = pull_run(admin.clone(), pid, duration).await;

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::areas::Level;
 use crate::auth::ApiUser;
 use crate::error::AppError;
+use crate::indicators::backlog;
 use crate::indicators::closing::{self, ClosedPeriod};
 use crate::indicators::contribution::Basis;
 use crate::indicators::definition::Indicator;
@@ -114,6 +115,7 @@ async fn report_workbook(
     };
     let basis = parse_basis(q.basis.as_deref())?;
     let map = parse_map(q.map.as_deref())?;
+    backlog::settle(&state.db, &state.indicators).await?;
     let indicators = state.indicators.clone();
     let bytes = state
         .db
@@ -226,6 +228,7 @@ async fn values(
         indicators: list(q.indicator.as_deref()),
         snapshot: q.snapshot.as_deref().map(Period::parse).transpose()?,
     };
+    backlog::settle(&state.db, &state.indicators).await?;
     let indicators = state.indicators.clone();
     let table = state
         .db
@@ -275,6 +278,7 @@ async fn behind(
         limit,
         after,
     };
+    backlog::settle(&state.db, &state.indicators).await?;
     let indicators = state.indicators.clone();
     let result = state
         .db
@@ -404,6 +408,8 @@ async fn import_baselines(
 
 async fn periods(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     user.require(Capability::ReadIndicators)?;
+    // The revisions a closed period lists come from the changes that waited.
+    backlog::settle(&state.db, &state.indicators).await?;
     let list = state.db.read(closing::list).await?;
     Ok(HttpResponse::Ok().json(ClosedPeriods {
         closed_periods: list,
@@ -417,6 +423,7 @@ async fn period_detail(
 ) -> Result<HttpResponse, AppError> {
     user.require(Capability::ReadIndicators)?;
     let period = Period::parse(&path.into_inner())?;
+    backlog::settle(&state.db, &state.indicators).await?;
     let detail = state
         .db
         .read(move |conn| closing::detail(conn, period))
@@ -451,6 +458,8 @@ async fn close_period(
     let closed = state
         .db
         .write(move |conn| {
+            // The snapshot holds every submission acknowledged before the close.
+            backlog::catch_up(conn, &indicators)?;
             let index = indicators.area_index(conn)?;
             let closed = closing::close(
                 conn,

@@ -363,6 +363,16 @@ impl Db {
         self.writer.run(f).await
     }
 
+    /// Like [`Db::write`], in a transaction of its own, once the writes queued before it are
+    /// committed: for a long write that they need not wait for.
+    pub async fn write_alone<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.run_alone(f).await
+    }
+
     /// Like [`Db::write`], for a write that may name a submission whose figures `refresher`
     /// brings up to date, together with those of the other writes of its batch, before the
     /// transaction commits.

@@ -338,6 +338,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    indicator_backlog (submission_id) {
+        submission_id -> BigInt,
+        by_user -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     indicator_applied (submission_id) {
         submission_id -> BigInt,
         version_id -> BigInt,
@@ -537,6 +544,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     indicator_rollups,
     indicator_facts,
     indicator_applied,
+    indicator_backlog,
     indicator_definitions,
     indicator_targets,
     indicator_baselines,

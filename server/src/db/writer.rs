@@ -10,13 +10,16 @@
 //! run more than once; only the run that is committed counts.
 //!
 //! A write may leave a [`Refresh`] of derived figures for later: the refreshes of consecutive
-//! writes are done together, once, still inside the transaction and before any other write of
-//! the batch runs or the batch commits. Most submissions of a batch change the same district
-//! and province figures, so one refresh for all of them writes each figure once.
+//! writes are done together, by one call of their [`Refresher`], still inside the transaction
+//! and before any other write of the batch runs or the batch commits.
 //!
 //! Writes of a [`Grouped`] kind that follow one another in a batch are applied by one call, so
 //! that their rows go to the database in a few multi-row statements rather than a round trip
 //! per statement per write; under savepoints each is applied alone.
+//!
+//! A long write (bringing the figures up to date for many submissions) may ask to run alone, in
+//! a transaction of its own: the writes queued before it are then acknowledged without waiting
+//! for it.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -358,16 +361,22 @@ impl WriterStats {
     }
 }
 
+/// A write as queued: `alone` if it runs in a transaction of its own.
+struct Queued {
+    job: Box<dyn Job>,
+    alone: bool,
+}
+
 /// A handle to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Box<dyn Job>>,
+    queue: mpsc::Sender<Queued>,
     pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
     pub fn start(conn: DbConn) -> Writer {
-        let (queue, rx) = mpsc::channel::<Box<dyn Job>>(4 * MAX_BATCH);
+        let (queue, rx) = mpsc::channel::<Queued>(4 * MAX_BATCH);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         thread::Builder::new()
@@ -393,7 +402,19 @@ impl Writer {
         F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(None, move |c| f(c).map(|v| (v, None))).await
+        self.submit(None, false, move |c| f(c).map(|v| (v, None)))
+            .await
+    }
+
+    /// Runs a write in a transaction of its own, after the writes queued before it have been
+    /// committed and acknowledged.
+    pub async fn run_alone<T, F>(&self, mut f: F) -> Result<T, AppError>
+    where
+        F: FnMut(&mut Conn<'_>) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(None, true, move |c| f(c).map(|v| (v, None)))
+            .await
     }
 
     /// Runs a write that may name a submission whose figures `refresher` must bring up to date
@@ -403,7 +424,7 @@ impl Writer {
         F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(Some(refresher), f).await
+        self.submit(Some(refresher), false, f).await
     }
 
     /// Runs a write of the kind `group`, applied together with the writes of that kind (and
@@ -432,10 +453,15 @@ impl Writer {
                 reply,
             },
         });
-        self.enqueue(job, answer).await
+        self.enqueue(Queued { job, alone: false }, answer).await
     }
 
-    async fn submit<T, F>(&self, refresher: Option<Refresher>, f: F) -> Result<T, AppError>
+    async fn submit<T, F>(
+        &self,
+        refresher: Option<Refresher>,
+        alone: bool,
+        f: F,
+    ) -> Result<T, AppError>
     where
         F: FnMut(&mut Conn<'_>) -> Result<(T, Option<Refresh>), AppError> + Send + 'static,
         T: Send + 'static,
@@ -447,16 +473,16 @@ impl Writer {
             outcome: None,
             reply,
         });
-        self.enqueue(job, answer).await
+        self.enqueue(Queued { job, alone }, answer).await
     }
 
     async fn enqueue<T>(
         &self,
-        job: Box<dyn Job>,
+        queued: Queued,
         answer: oneshot::Receiver<Result<T, AppError>>,
     ) -> Result<T, AppError> {
         self.queue
-            .send(job)
+            .send(queued)
             .await
             .map_err(|_| AppError::internal("the writer has stopped"))?;
         answer
@@ -465,12 +491,17 @@ impl Writer {
     }
 }
 
-fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Box<dyn Job>>, stats: &WriterStats) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+fn run(mut conn: DbConn, mut rx: mpsc::Receiver<Queued>, stats: &WriterStats) {
+    let mut held: Option<Queued> = None;
+    while let Some(first) = held.take().or_else(|| rx.blocking_recv()) {
+        let mut batch = vec![first.job];
+        while !first.alone && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(q) if q.alone => {
+                    held = Some(q);
+                    break;
+                }
+                Ok(q) => batch.push(q.job),
                 Err(_) => break,
             }
         }
@@ -674,6 +705,46 @@ mod tests {
             ]
         );
         assert_eq!(writer.stats.batches.load(Ordering::Relaxed), 3);
+    }
+
+    fn logging(
+        writer: &Writer,
+        what: &'static str,
+    ) -> impl std::future::Future<Output = Result<(), AppError>> + Send + 'static {
+        let w = writer.clone();
+        async move { w.run(move |c| log(c, what.to_string())).await }
+    }
+
+    #[tokio::test]
+    async fn a_write_alone_runs_in_its_own_transaction_after_those_queued_before_it() {
+        let writer = writer();
+        let (release, held) = hold(&writer).await;
+        let a = queue(&writer, logging(&writer, "a")).await;
+        let b = queue(&writer, logging(&writer, "b")).await;
+        let w = writer.clone();
+        let alone = queue(&writer, async move {
+            w.run_alone(|c| {
+                let seen = entries(c)?;
+                log(c, "alone".into())?;
+                Ok(seen)
+            })
+            .await
+        })
+        .await;
+        let c = queue(&writer, logging(&writer, "c")).await;
+        let d = queue(&writer, logging(&writer, "d")).await;
+        drop(release);
+        held.await.expect("held write");
+        for h in [a, b, c, d] {
+            h.await.expect("task").expect("write");
+        }
+        assert_eq!(alone.await.expect("task").expect("alone"), ["a", "b"]);
+        assert_eq!(
+            writer.run(entries).await.expect("read"),
+            ["a", "b", "alone", "c", "d"]
+        );
+        // The held write, then a and b, the write alone, c and d, and the read.
+        assert_eq!(writer.stats.batches.load(Ordering::Relaxed), 5);
     }
 
     #[tokio::test]

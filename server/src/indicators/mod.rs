@@ -1,5 +1,5 @@
 //! Project 8 indicators: submissions reconciled into figures per area and period, exact
-//! whatever order the data arrives in, kept up to date in the same transaction as every change,
+//! whatever order the data arrives in, up to date with every change before any read of them,
 //! and explainable down to the submissions behind each number.
 //!
 //! - Definitions are data (`definition.rs`, files in `forms/indicators/`).
@@ -9,7 +9,9 @@
 //!   its hamlet's chain and in its month, quarter and year.
 //! - `indicator_applied` remembers which version and bases each submission has applied;
 //!   [`refresh_submission`] replaces its facts and applies the difference to the figures, inside
-//!   the caller's transaction.
+//!   the caller's transaction. Uploads only record their submission in `indicator_backlog`
+//!   (`backlog.rs`), whose submissions are refreshed in large groups soon after and before any
+//!   read of the figures.
 //! - Figures from commune level up are kept in `indicator_cells`; hamlet figures are computed
 //!   from the facts when asked for. Sums and counts add up their facts. A distinct key counts
 //!   once per area and period, with the dimensions of its latest fact there (by activity date,
@@ -19,6 +21,7 @@
 //!   one dimension reads those instead of every combination the cells hold.
 //! - A full recompute from the raw submissions gives the same tables (`recompute.rs`).
 
+pub mod backlog;
 pub mod closing;
 pub mod contribution;
 pub mod definition;
@@ -45,7 +48,7 @@ use self::recompute::{Report, Source, Verification, LIVE};
 use self::registry::{AreaIndex, Fingerprint};
 use self::store::Applied;
 use crate::db::schema::{indicator_definitions, settings};
-use crate::db::{Conn, Refresh, Refresher};
+use crate::db::{Conn, Refresh};
 use crate::error::AppError;
 use crate::on_conn;
 
@@ -127,12 +130,6 @@ pub fn refresh_submission(
     by: Option<i64>,
 ) -> Result<(), AppError> {
     refresh_submissions(conn, indicators, &[Refresh { submission_id, by }])
-}
-
-/// The writer's refresher: brings the figures of the submissions a batch of writes stored up
-/// to date together, before the batch commits.
-pub fn refresher(indicators: Arc<Indicators>) -> Refresher {
-    Arc::new(move |conn, refreshes| refresh_submissions(conn, &indicators, refreshes))
 }
 
 /// [`refresh_submission`] for many submissions at once: the same figures as refreshing them
@@ -276,6 +273,8 @@ pub struct SyncReport {
 /// At start: compares the definitions with those the figures were computed with and rebuilds
 /// what changed (everything when the area registry changed meanwhile). One transaction.
 pub fn sync(conn: &mut Conn<'_>, indicators: &Indicators) -> Result<SyncReport, AppError> {
+    // What a stop left waiting is applied with the definitions it was recorded under.
+    backlog::catch_up(conn, indicators)?;
     let defs = indicators.definitions();
     let registry = registry::fingerprint(conn)?;
     let stored = stored_fingerprints(conn)?;
@@ -336,14 +335,18 @@ pub fn recompute_all(
     let mask = vec![true; defs.measure_count()];
     let report = recompute::recompute(conn, defs, &index, LIVE, &mask, Source::Raw)?;
     recompute::reset_applied(conn)?;
+    // Every submission now counts as it stands: nothing waits any more.
+    backlog::clear(conn)?;
     closing::record_rebuild(conn, &index, &all, &before, reason)?;
     let registry = registry::fingerprint(conn)?;
     remember(conn, defs, &registry)?;
     Ok(report)
 }
 
-/// Recomputes everything into a scratch copy and compares it with the maintained figures.
+/// Brings the maintained figures up to date with the backlog, then recomputes everything into a
+/// scratch copy and compares it with them.
 pub fn verify(conn: &mut Conn<'_>, indicators: &Indicators) -> Result<Verification, AppError> {
+    backlog::catch_up(conn, indicators)?;
     let index = indicators.area_index(conn)?;
     recompute::verify(conn, indicators.definitions(), &index)
 }

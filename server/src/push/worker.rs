@@ -10,7 +10,7 @@ use super::outbox::{self, Attempt, Claimed, Recorded, RetryPolicy};
 use super::{dhis2, webhook, Credentials, Kind};
 use crate::crypto::DataKeys;
 use crate::db::Db;
-use crate::indicators::Indicators;
+use crate::indicators::{backlog, Indicators};
 use crate::metrics::Metrics;
 
 /// Deliveries one worker sends at once.
@@ -236,6 +236,10 @@ impl Worker {
 
     /// Queues the scheduled DHIS2 pushes that are due, their values read outside the writer.
     async fn schedule(&self) {
+        if let Err(e) = backlog::settle(&self.db, &self.indicators).await {
+            tracing::warn!(error = %e, "the figures to push could not be brought up to date");
+            return;
+        }
         let indicators = self.indicators.clone();
         let due = match self
             .db
