@@ -176,6 +176,16 @@ pub fn render_outbox(out: &mut String, pending: i64, failed: i64) {
     let _ = writeln!(out, "fieldtally_push_failed_deliveries {failed}");
 }
 
+/// Adds how many submissions wait for their indicator figures, across every server on the
+/// database: it stays near what 200 ms of uploads bring while the figures keep up.
+pub fn render_backlog(out: &mut String, waiting: i64) {
+    out.push_str(
+        "# HELP fieldtally_indicator_backlog Submissions whose indicator figures wait to be brought up to date.\n",
+    );
+    out.push_str("# TYPE fieldtally_indicator_backlog gauge\n");
+    let _ = writeln!(out, "fieldtally_indicator_backlog {waiting}");
+}
+
 /// Adds the writer's batch statistics to `out`.
 pub fn render_batches(out: &mut String, buckets: &[(usize, u64)], batches: u64, jobs: u64) {
     out.push_str(
@@ -224,5 +234,13 @@ mod tests {
         assert!(text.contains("fieldtally_writer_queue_length 3"));
         assert!(text.contains("fieldtally_push_attempts_total{outcome=\"retry\"} 1"));
         assert!(text.contains("fieldtally_writer_batch_size_count 0"));
+    }
+
+    #[test]
+    fn renders_the_indicator_backlog_as_a_gauge() {
+        let mut text = String::new();
+        render_backlog(&mut text, 17);
+        assert!(text.contains("# TYPE fieldtally_indicator_backlog gauge\n"));
+        assert!(text.ends_with("\nfieldtally_indicator_backlog 17\n"));
     }
 }

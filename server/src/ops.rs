@@ -69,6 +69,8 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .render(state.db.writer_stats(), state.db.writer_queue_length());
     let (pending, failed) = state.db.read(crate::push::outbox::counts).await?;
     crate::metrics::render_outbox(&mut body, pending, failed);
+    let waiting = state.db.read(crate::indicators::backlog::waiting).await?;
+    crate::metrics::render_backlog(&mut body, waiting);
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,

@@ -70,6 +70,11 @@ pub fn pending(conn: &mut Conn<'_>) -> Result<bool, AppError> {
     Ok(first.is_some())
 }
 
+/// How many submissions wait for their figures (for `/metrics`).
+pub fn waiting(conn: &mut Conn<'_>) -> Result<i64, AppError> {
+    Ok(on_conn!(conn, c => indicator_backlog::table.count().get_result(c))?)
+}
+
 /// Forgets every waiting submission: for a recompute that brings all of them up to date.
 pub fn clear(conn: &mut Conn<'_>) -> Result<(), AppError> {
     on_conn!(conn, c => diesel::delete(indicator_backlog::table).execute(c))?;
@@ -182,6 +187,7 @@ mod tests {
         assert_eq!(rows(&mut conn), vec![(3, None), (7, Some(2))]);
         record(&mut conn, &[r(3, Some(5))]).expect("record again");
         assert_eq!(rows(&mut conn), vec![(3, Some(5)), (7, Some(2))]);
+        assert_eq!(waiting(&mut conn).expect("waiting"), 2);
         assert!(pending(&mut conn).expect("pending"));
         clear(&mut conn).expect("clear");
         assert!(!pending(&mut conn).expect("pending"));
