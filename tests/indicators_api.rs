@@ -285,12 +285,7 @@ async fn submissions_acknowledged_before_a_power_cut_are_all_counted_after_it() 
         0,
         "nothing waits once the figures have been read"
     );
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("\nfieldtally_indicator_backlog 0\n"),
         "{metrics}"

@@ -52,12 +52,7 @@ async fn health_readiness_metrics_and_request_ids() {
         .expect("get");
     assert_ne!(res.headers()["x-request-id"], "<script>");
 
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&server).await;
     for want in [
         "fieldtally_submissions_total{outcome=\"created\"} 1",
         "fieldtally_submissions_total{outcome=\"rejected\"} 1",

@@ -437,12 +437,7 @@ async fn webhooks_arrive_once_each_signed_through_failures_timeouts_and_a_restar
         "received"
     );
 
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.contains("fieldtally_push_queue_length 0"),
         "{metrics}"
@@ -495,12 +490,7 @@ async fn a_delivery_that_keeps_failing_is_given_up_then_retried_by_hand() {
     assert_eq!(d["next_attempt_at"], Value::Null);
     assert_eq!(deliveries(&admin, "&status=failed").await.len(), 1);
     assert_eq!(deliveries(&admin, "&status=delivered").await.len(), 0);
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&server).await;
     assert!(metrics.contains("fieldtally_push_failed_deliveries 1"));
     assert!(!metrics.contains("fieldtally_push_attempts_total{outcome=\"failed\"} 0"));
     let attempts_before = receiver.received().len();

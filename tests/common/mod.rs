@@ -414,6 +414,16 @@ pub fn raw_bytes(server: &Server, sql: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The server's `/metrics` text, fetched without a token.
+pub async fn metrics_text(server: &Server) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Runs a query returning one count `n` on the server's database directly.
 pub fn raw_count(server: &Server, sql: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
