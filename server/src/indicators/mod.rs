@@ -273,7 +273,8 @@ pub struct SyncReport {
 /// At start: compares the definitions with those the figures were computed with and rebuilds
 /// what changed (everything when the area registry changed meanwhile). One transaction.
 pub fn sync(conn: &mut Conn<'_>, indicators: &Indicators) -> Result<SyncReport, AppError> {
-    // What a stop left waiting is applied with the definitions it was recorded under.
+    // What a stop left waiting is applied first; the measures whose definitions changed are
+    // then rebuilt below from every submission, whatever the catch-up made of them.
     backlog::catch_up(conn, indicators)?;
     let defs = indicators.definitions();
     let registry = registry::fingerprint(conn)?;
