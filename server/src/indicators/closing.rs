@@ -127,14 +127,8 @@ pub fn close(
         .get_result(c))?;
     let covered: Vec<String> = period.covered().iter().map(Period::to_string).collect();
     for (table, columns) in [
-        (
-            "indicator_cells",
-            "measure, basis, map, level, period, area_id, dims, value",
-        ),
-        (
-            "indicator_rollups",
-            "measure, basis, map, level, period, area_id, dim, dim_value, value",
-        ),
+        ("indicator_cells", super::recompute::CELL_COLUMNS),
+        ("indicator_rollups", super::recompute::ROLLUP_COLUMNS),
     ] {
         let mut sql = Sql::new(
             conn,

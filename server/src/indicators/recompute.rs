@@ -195,8 +195,10 @@ impl Verification {
     }
 }
 
-const CELL_COLUMNS: &str = "measure, basis, map, level, period, area_id, dims, value";
-const ROLLUP_COLUMNS: &str = "measure, basis, map, level, period, area_id, dim, dim_value, value";
+/// The columns of a stored cell and of a roll-up after `snapshot`.
+pub(super) const CELL_COLUMNS: &str = "measure, basis, map, level, period, area_id, dims, value";
+pub(super) const ROLLUP_COLUMNS: &str =
+    "measure, basis, map, level, period, area_id, dim, dim_value, value";
 const FACT_COLUMNS: &str = store::FACT_COLUMNS;
 
 fn except_count(
