@@ -508,4 +508,58 @@ mod tests {
         };
         assert_eq!(checkpoint(w), i64::from(WRITER_CHECKPOINT_PAGES));
     }
+
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+
+    /// SQLite reaches a column stored after a large value by walking that value's overflow
+    /// pages: an area's boundary must come after every column the area reads select.
+    #[test]
+    fn an_area_s_boundary_moves_to_its_last_column_and_is_kept() {
+        use diesel::migration::MigrationSource;
+        use diesel::sqlite::Sqlite;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut c = SqliteConnection::establish(&dir.path().join("t.sqlite3").to_string_lossy())
+            .expect("connect");
+        let mut migrations =
+            MigrationSource::<Sqlite>::migrations(&SQLITE_MIGRATIONS).expect("migrations");
+        migrations.sort_by_key(|m| m.name().to_string());
+        let (before, after): (Vec<_>, Vec<_>) = migrations
+            .into_iter()
+            .partition(|m| m.name().to_string().as_str() < "2026-03-01-000000_area_boundary_last");
+        diesel::migration::MigrationConnection::setup(&mut c).expect("migrations table");
+        for m in &before {
+            c.run_migration(m).expect("earlier migration");
+        }
+        diesel::sql_query(
+            "INSERT INTO areas (id, level, code, name, geometry, updated_at) \
+             VALUES (1, 'province', '14', 'Sơn La', '{\"type\":\"Polygon\"}', '2025-03-01 00:00:00')",
+        )
+        .execute(&mut c)
+        .expect("an area");
+        for m in &after {
+            c.run_migration(m).expect("later migration");
+        }
+        let columns: Vec<String> = diesel::sql_query("SELECT name FROM pragma_table_info('areas')")
+            .load::<Column>(&mut c)
+            .expect("columns")
+            .into_iter()
+            .map(|col| col.name)
+            .collect();
+        assert_eq!(
+            columns.last().map(String::as_str),
+            Some("geometry"),
+            "{columns:?}"
+        );
+        assert!(columns.contains(&"updated_at".to_string()));
+        let kept: Option<String> = schema::areas::table
+            .find(1)
+            .select(schema::areas::geometry)
+            .first(&mut c)
+            .expect("the area");
+        assert_eq!(kept.as_deref(), Some("{\"type\":\"Polygon\"}"));
+    }
 }

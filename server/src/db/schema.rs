@@ -194,8 +194,8 @@ diesel::table! {
         demo -> Bool,
         centroid_lat -> Nullable<Double>,
         centroid_lon -> Nullable<Double>,
-        geometry -> Nullable<Text>,
         updated_at -> Timestamp,
+        geometry -> Nullable<Text>,
     }
 }
 
